@@ -1,0 +1,17 @@
+// Three projects so `jest --selectProjects unit` runs without Redis; the
+// README's `npm test` runs all of them.
+const shared = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
+};
+
+/** @type {import('jest').Config} */
+module.exports = {
+  projects: [
+    { ...shared, displayName: 'unit', testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts'] },
+    { ...shared, displayName: 'integration', testMatch: ['<rootDir>/__tests__/integration/**/*.test.ts'] },
+    { ...shared, displayName: 'fault', testMatch: ['<rootDir>/__tests__/fault/**/*.test.ts'] },
+  ],
+};

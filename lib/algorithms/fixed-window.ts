@@ -1,0 +1,35 @@
+import type { Algorithm, CounterState, Limits } from './algorithm.js';
+import type { Decision } from '../types.js';
+
+/**
+ * Fixed window: a key's window opens at its first hit and lasts `window`,
+ * like Redis INCR + PEXPIRE. State: a = count, b = window start.
+ *
+ * **Pro:** cheapest; easy to explain ("5 per hour from your first attempt").
+ * **Con:** a client can spend `limit` at the end of one window and `limit`
+ * again at the start of the next: up to 2x `limit` in a short burst.
+ */
+export const fixedWindow: Algorithm = {
+  name: 'fixed-window',
+  decide(state: CounterState, { limit, windowMs }: Limits, cost: number, now: number): Decision {
+    let count = state.a;
+    let start = state.b;
+    if (count === 0 || now >= start + windowMs) {
+      count = 0;
+      start = now;
+    }
+    const resetAt = start + windowMs;
+    if (cost === 0) {
+      return { allowed: count < limit, remaining: limit - count, resetAt, retryAfterMs: 0 };
+    }
+    if (count + cost > limit) {
+      return { allowed: false, remaining: limit - count, resetAt, retryAfterMs: resetAt - now };
+    }
+    state.a = count + cost;
+    state.b = start;
+    return { allowed: true, remaining: limit - count - cost, resetAt, retryAfterMs: 0 };
+  },
+  expiresAt(state: CounterState, { windowMs }: Limits): number {
+    return state.b + windowMs;
+  },
+};

@@ -1,0 +1,49 @@
+import { RateLimitConfigError } from './errors.js';
+
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const pattern = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+
+/**
+ * Parses a window length: a number of milliseconds, or a string such as
+ * `'500ms' '30s' '15m' '1h' '1d'`. The result is a whole, positive number of ms.
+ */
+export function parseDuration(value: unknown, option: string): number {
+  let ms: number;
+  if (typeof value === 'number') {
+    ms = value;
+  } else if (typeof value === 'string') {
+    const match = pattern.exec(value.trim());
+    if (!match) {
+      throw new RateLimitConfigError(
+        `${option} must be a number of ms or a string like '500ms', '30s', '15m', '1h', '1d', got ${JSON.stringify(value)}`,
+        option,
+      );
+    }
+    ms = Number(match[1]) * (units[match[2] as string] as number);
+  } else {
+    throw new RateLimitConfigError(
+      `${option} must be a number of ms or a duration string, got ${describe(value)}`,
+      option,
+    );
+  }
+  if (!Number.isSafeInteger(ms) || ms <= 0) {
+    throw new RateLimitConfigError(
+      `${option} must be a positive whole number of milliseconds, got ${describe(value)}`,
+      option,
+    );
+  }
+  return ms;
+}
+
+/** Formats a value for an error message without throwing on odd inputs. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'symbol' || typeof value === 'bigint') return String(value);
+  if (value === null || typeof value !== 'object') return String(value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}

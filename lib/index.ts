@@ -1,0 +1,39 @@
+// The package's public surface. Anything not exported here is internal.
+
+/** Express/Connect middleware: `app.use(rateLimit({ limit, window, redis }))`. */
+export { rateLimit } from './middleware.js';
+export type { RateLimitOptions, RateLimitMiddleware, NextFunction } from './middleware.js';
+
+/** The framework-free core, for queue workers, bots and custom frameworks. */
+export { RateLimiter } from './rate-limiter.js';
+export type { FallbackEvent, FallbackReason, RateLimiterEvents } from './rate-limiter.js';
+export type { RateLimiterOptions, BreakerOptions, RedisClient } from './options.js';
+
+/** The bounded LRU store that decides during outages (and in memory-only mode). */
+export { MemoryStore } from './stores/memory-store.js';
+export type { MemoryStoreOptions } from './stores/memory-store.js';
+
+/** Errors, each with a stable `code`, and guards that survive duplicate installs. */
+export {
+  RateLimitError,
+  RateLimitConfigError,
+  RateLimitArgumentError,
+  RateLimitCapacityError,
+  RateLimitTimeoutError,
+  RateLimitStoreError,
+  isRateLimitError,
+  isRateLimitConfigError,
+  isRateLimitCapacityError,
+} from './errors.js';
+
+/** The clock contract, for tests that control time. */
+export { systemClock } from './clock.js';
+export type {
+  AlgorithmName,
+  Clock,
+  DecisionSource,
+  Logger,
+  RateLimitResult,
+  RateLimitStore,
+} from './types.js';
+export type { HeaderMode } from './headers.js';

@@ -1,0 +1,149 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { describe } from './duration.js';
+import { RateLimitArgumentError, RateLimitConfigError, isRateLimitCapacityError } from './errors.js';
+import {
+  policyItem,
+  setLegacyHeaders,
+  setSourceHeader,
+  setStandardHeaders,
+  type HeaderMode,
+} from './headers.js';
+import { createIpKeyGenerator } from './key-generator.js';
+import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
+import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
+import { RateLimiter } from './rate-limiter.js';
+import type { RateLimitResult } from './types.js';
+
+type Awaitable<T> = T | Promise<T>;
+export type NextFunction = (error?: unknown) => void;
+
+/** Options of `rateLimit()`: the limiter's, plus how requests map onto it. */
+export type RateLimitOptions<Req extends IncomingMessage = IncomingMessage> = RateLimiterOptions & {
+  /** Who is limited. Default: client IP (`req.ip`), IPv6 grouped by `ipv6Subnet`. */
+  key?: (req: Req) => Awaitable<string>;
+  /** Prefix length that groups IPv6 clients (32..128), or false. Default 56. */
+  ipv6Subnet?: number | false;
+  /** Units a request consumes. Default 1. */
+  cost?: number | ((req: Req) => Awaitable<number>);
+  /** true: the request is not limited and gets no headers. */
+  skip?: (req: Req) => Awaitable<boolean>;
+  /** The response when limited. Default: 429 application/problem+json. */
+  handler?: (req: Req, res: ServerResponse, next: NextFunction, result: RateLimitResult) => void;
+  /** Header families to send. Default `'both'`. */
+  headers?: HeaderMode;
+};
+
+export interface RateLimitMiddleware<Req extends IncomingMessage = IncomingMessage> {
+  (req: Req, res: ServerResponse, next: NextFunction): Promise<void>;
+  /** The limiter behind this middleware. */
+  readonly limiter: RateLimiter;
+  /** Forgets `key`'s counters (memory and Redis). */
+  reset(key: string): Promise<void>;
+}
+
+const MIDDLEWARE_OPTIONS = ['key', 'ipv6Subnet', 'cost', 'skip', 'handler', 'headers'] as const;
+const HEADER_MODES: readonly HeaderMode[] = ['legacy', 'standard', 'both', false];
+
+/**
+ * Express/Connect middleware around a RateLimiter. Uses only
+ * `res.setHeader`, `res.getHeader`, `res.statusCode` and `res.end`, so it runs
+ * under Express 4 and 5, Connect and a bare `node:http` server.
+ */
+export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
+  options: RateLimitOptions<Req>,
+): RateLimitMiddleware<Req> {
+  if (typeof options !== 'object' || options === null) {
+    throw new RateLimitConfigError(`options must be an object, got ${describe(options)}`, 'options');
+  }
+  rejectUnknownOptions(options, [...LIMITER_OPTIONS, ...MIDDLEWARE_OPTIONS]);
+  const { key, ipv6Subnet = 56, cost = 1, skip, handler, headers = 'both', ...limiterOptions } = options;
+  if (ipv6Subnet !== false && (!Number.isInteger(ipv6Subnet) || ipv6Subnet < 32 || ipv6Subnet > 128)) {
+    throw new RateLimitConfigError(
+      `ipv6Subnet must be an integer from 32 to 128 or false, got ${describe(ipv6Subnet)}`,
+      'ipv6Subnet',
+    );
+  }
+  checkFunction(key, 'key');
+  checkFunction(skip, 'skip');
+  checkFunction(handler, 'handler');
+  if (typeof cost !== 'function' && (!Number.isSafeInteger(cost) || cost < 1)) {
+    throw new RateLimitConfigError(`cost must be a positive integer or a function, got ${describe(cost)}`, 'cost');
+  }
+  if (!HEADER_MODES.includes(headers)) {
+    throw new RateLimitConfigError(
+      `headers must be 'legacy', 'standard', 'both' or false, got ${describe(headers)}`,
+      'headers',
+    );
+  }
+
+  const limiter = new RateLimiter(limiterOptions);
+  if (typeof cost === 'number' && cost > limiter.limit) {
+    throw new RateLimitConfigError(`cost (${cost}) must not exceed limit (${limiter.limit})`, 'cost');
+  }
+  const keyFor = key ?? (createIpKeyGenerator(ipv6Subnet) as (req: Req) => string);
+  const legacy = headers === 'legacy' || headers === 'both';
+  const standard = headers === 'standard' || headers === 'both';
+  const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
+  const fallbackPolicy = policyItem(limiter.name, limiter.fallbackLimit, limiter.windowMs);
+  const clock = (limiterOptions.clock ?? { now: () => Date.now() }) as { now(): number };
+
+  const sendHeaders = (res: ServerResponse, result: RateLimitResult): void => {
+    if (headers === false) return;
+    setSourceHeader(res, result.source);
+    if (result.source === 'bypass') return;
+    if (legacy) setLegacyHeaders(res, result);
+    if (standard) {
+      const item = result.limit === limiter.limit ? policy : fallbackPolicy;
+      setStandardHeaders(res, limiter.name, item, result, clock.now());
+    }
+  };
+
+  const middleware = async (req: Req, res: ServerResponse, next: NextFunction): Promise<void> => {
+    let result: RateLimitResult;
+    try {
+      if (skip !== undefined && (await skip(req)) === true) {
+        next();
+        return;
+      }
+      const id: unknown = await keyFor(req);
+      if (typeof id !== 'string' || id === '') {
+        throw new RateLimitArgumentError(`key() must return a non-empty string, got ${describe(id)}`);
+      }
+      const units: unknown = typeof cost === 'function' ? await cost(req) : cost;
+      if (typeof units !== 'number' || !Number.isSafeInteger(units) || units < 1 || units > limiter.limit) {
+        throw new RateLimitArgumentError(
+          `cost() must return a whole number from 1 to the limit (${limiter.limit}), got ${describe(units)}`,
+        );
+      }
+      result = await limiter.consume(id, units);
+    } catch (error) {
+      if (isRateLimitCapacityError(error)) {
+        if (headers !== false) setSourceHeader(res, 'memory');
+        sendReducedCapacity(res, limiter.name, error.retryAfterMs);
+        return;
+      }
+      next(error);
+      return;
+    }
+    (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
+    sendHeaders(res, result);
+    if (result.allowed) {
+      next();
+    } else if (handler) {
+      handler(req, res, next, result);
+    } else {
+      sendTooManyRequests(res, limiter.name, result.retryAfterMs);
+    }
+  };
+
+  return Object.assign(middleware, {
+    limiter,
+    reset: (id: string) => limiter.reset(id),
+  });
+}
+
+function checkFunction(value: unknown, option: string): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new RateLimitConfigError(`${option} must be a function, got ${describe(value)}`, option);
+  }
+}

@@ -1,0 +1,250 @@
+import type { CircuitBreakerPolicy } from 'cockatiel';
+import type { Cluster, Redis } from 'ioredis';
+import { systemClock, type Clock } from './clock.js';
+import { describe, parseDuration } from './duration.js';
+import { RateLimitConfigError } from './errors.js';
+import { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
+import type { AlgorithmName, Logger } from './types.js';
+
+export type RedisClient = Redis | Cluster;
+
+export type BreakerOptions = {
+  /** Consecutive failures that open the breaker. Default 5. */
+  threshold?: number;
+  /** Ms the breaker stays open before a half-open probe. Default 30 000. */
+  halfOpenAfter?: number;
+};
+
+/** Options of the framework-free `RateLimiter`. */
+export type RateLimiterOptions = {
+  /** Rule id: namespaces keys and labels headers and metrics. */
+  name?: string;
+  /** Requests (cost units) per window. */
+  limit: number;
+  /** Window length: ms, or `'500ms' '30s' '15m' '1h' '1d'`. */
+  window: number | string;
+  /** During an outage: memory store decides (true, default) or requests pass (false). */
+  failClosed?: boolean;
+  /** ioredis client or cluster, or a `redis://` URL. Absent: memory-only. */
+  redis?: RedisClient | string;
+  algorithm?: AlgorithmName;
+  /** Ms budget for one Redis decision. Default 100. */
+  timeout?: number;
+  breaker?: BreakerOptions | CircuitBreakerPolicy;
+  memory?: MemoryStore | MemoryStoreOptions;
+  /** Per-instance limit the memory store enforces during an outage. Default `limit`. */
+  fallbackLimit?: number;
+  /** Redis key prefix. Default `'rl:'`. */
+  prefix?: string;
+  /** Time source for memory decisions and headers. */
+  clock?: Clock;
+  /**
+   * Where Redis decisions take their time from: `'redis'` (TIME, default:
+   * immune to app clock skew) or `'clock'` (the `clock` option: for tests).
+   */
+  redisTime?: 'redis' | 'clock';
+  logger?: Logger;
+};
+
+/** The validated, defaulted form every module works from. */
+export type LimiterConfig = {
+  name: string;
+  named: boolean;
+  limit: number;
+  windowMs: number;
+  failClosed: boolean;
+  redis: RedisClient | string | undefined;
+  algorithm: AlgorithmName;
+  timeoutMs: number;
+  breaker: Required<BreakerOptions> | CircuitBreakerPolicy;
+  memory: MemoryStore | undefined;
+  ownsMemory: boolean;
+  fallbackLimit: number;
+  prefix: string;
+  clock: Clock;
+  redisTime: 'redis' | 'clock';
+  logger: Logger;
+};
+
+export const LIMITER_OPTIONS = [
+  'name', 'limit', 'window', 'failClosed', 'redis', 'algorithm', 'timeout', 'breaker',
+  'memory', 'fallbackLimit', 'prefix', 'clock', 'redisTime', 'logger',
+] as const;
+
+const ALGORITHMS: readonly AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket'];
+
+// Names people bring from express-rate-limit and rate-limiter-flexible.
+const RENAMED: Record<string, string> = {
+  windowMs: 'window',
+  max: 'limit',
+  points: 'limit',
+  duration: 'window',
+  keyGenerator: 'key',
+  keyPrefix: 'prefix',
+  standardHeaders: 'headers',
+  legacyHeaders: 'headers',
+  storeClient: 'redis',
+  insuranceLimiter: 'failClosed',
+};
+
+// Printable ASCII without the characters that would break the quoted header
+// string (`"` `\`), a Redis Cluster hash tag (`{` `}`) or the `|` that joins
+// name and key in stored keys.
+const NAME_PATTERN = /^[\x20-\x7e]{1,128}$/;
+const NAME_FORBIDDEN = /["\\{}|]/;
+
+export function rejectUnknownOptions(options: object, known: readonly string[]): void {
+  for (const option of Object.keys(options)) {
+    if (known.includes(option)) continue;
+    const hint = RENAMED[option] ? ` (did you mean '${RENAMED[option]}'?)` : '';
+    throw new RateLimitConfigError(`unknown option '${option}'${hint}`, option);
+  }
+}
+
+const defaultLogger: Logger = console;
+
+export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig {
+  if (typeof options !== 'object' || options === null) {
+    throw new RateLimitConfigError(`options must be an object, got ${describe(options)}`, 'options');
+  }
+  const limit = positiveInteger(options.limit, 'limit');
+  const windowMs = parseDuration(options.window, 'window');
+  const algorithm = options.algorithm ?? 'fixed-window';
+  if (!ALGORITHMS.includes(algorithm)) {
+    throw new RateLimitConfigError(
+      `algorithm must be one of ${ALGORITHMS.map(a => `'${a}'`).join(', ')}, got ${describe(algorithm)}`,
+      'algorithm',
+    );
+  }
+  const failClosed = options.failClosed ?? true;
+  if (typeof failClosed !== 'boolean') {
+    throw new RateLimitConfigError(`failClosed must be a boolean, got ${describe(failClosed)}`, 'failClosed');
+  }
+  const timeoutMs = options.timeout === undefined ? 100 : parseDuration(options.timeout, 'timeout');
+  const fallbackLimit =
+    options.fallbackLimit === undefined ? limit : positiveInteger(options.fallbackLimit, 'fallbackLimit');
+  const prefix = options.prefix ?? 'rl:';
+  if (typeof prefix !== 'string' || /[{}]/.test(prefix) || prefix.length > 128) {
+    throw new RateLimitConfigError(
+      `prefix must be a string of at most 128 characters without '{' or '}', got ${describe(prefix)}`,
+      'prefix',
+    );
+  }
+  const named = options.name !== undefined;
+  const name = named ? parseName(options.name) : `${algorithm}-${limit}-per-${windowMs}ms`;
+  const clock = options.clock ?? systemClock;
+  if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
+    throw new RateLimitConfigError(`clock must have a now() method, got ${describe(clock)}`, 'clock');
+  }
+  const redisTime = options.redisTime ?? 'redis';
+  if (redisTime !== 'redis' && redisTime !== 'clock') {
+    throw new RateLimitConfigError(`redisTime must be 'redis' or 'clock', got ${describe(redisTime)}`, 'redisTime');
+  }
+  const logger = options.logger ?? defaultLogger;
+  if (typeof logger !== 'object' || logger === null || typeof logger.warn !== 'function') {
+    throw new RateLimitConfigError(`logger must have warn/error/info methods, got ${describe(logger)}`, 'logger');
+  }
+  const { memory, ownsMemory } = parseMemory(options.memory, options.clock);
+  return {
+    name,
+    named,
+    limit,
+    windowMs,
+    failClosed,
+    redis: parseRedis(options.redis),
+    algorithm,
+    timeoutMs,
+    breaker: parseBreaker(options.breaker),
+    memory,
+    ownsMemory,
+    fallbackLimit,
+    prefix,
+    clock,
+    redisTime,
+    logger,
+  };
+}
+
+function parseName(name: unknown): string {
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name) || NAME_FORBIDDEN.test(name)) {
+    throw new RateLimitConfigError(
+      `name must be 1-128 printable ASCII characters without '"', '\\', '{', '}' or '|', got ${describe(name)}`,
+      'name',
+    );
+  }
+  return name;
+}
+
+function positiveInteger(value: unknown, option: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new RateLimitConfigError(`${option} must be a positive integer, got ${describe(value)}`, option);
+  }
+  return value;
+}
+
+function parseRedis(redis: unknown): RedisClient | string | undefined {
+  if (redis === undefined) return undefined;
+  if (typeof redis === 'string') {
+    let url: URL | undefined;
+    try {
+      url = new URL(redis);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+      throw new RateLimitConfigError(
+        `redis must be an ioredis client or a redis:// URL, got ${describe(redis)}`,
+        'redis',
+      );
+    }
+    return redis;
+  }
+  // Duck-typed so a client from another copy of ioredis still works.
+  const client = redis as Partial<Redis>;
+  if (
+    typeof redis !== 'object' ||
+    redis === null ||
+    typeof client.evalsha !== 'function' ||
+    typeof client.eval !== 'function' ||
+    typeof client.on !== 'function'
+  ) {
+    throw new RateLimitConfigError(
+      `redis must be an ioredis Redis or Cluster, or a redis:// URL, got ${describe(redis)}`,
+      'redis',
+    );
+  }
+  return redis as RedisClient;
+}
+
+function parseBreaker(breaker: unknown): Required<BreakerOptions> | CircuitBreakerPolicy {
+  if (breaker === undefined) return { threshold: 5, halfOpenAfter: 30_000 };
+  if (typeof breaker !== 'object' || breaker === null) {
+    throw new RateLimitConfigError(`breaker must be an object, got ${describe(breaker)}`, 'breaker');
+  }
+  if (typeof (breaker as CircuitBreakerPolicy).execute === 'function') {
+    return breaker as CircuitBreakerPolicy;
+  }
+  rejectUnknownOptions(breaker, ['threshold', 'halfOpenAfter']);
+  const { threshold = 5, halfOpenAfter = 30_000 } = breaker as BreakerOptions;
+  return {
+    threshold: positiveInteger(threshold, 'breaker.threshold'),
+    halfOpenAfter: parseDuration(halfOpenAfter, 'breaker.halfOpenAfter'),
+  };
+}
+
+function parseMemory(
+  memory: unknown,
+  clock: Clock | undefined,
+): { memory: MemoryStore | undefined; ownsMemory: boolean } {
+  if (memory instanceof MemoryStore) return { memory, ownsMemory: false };
+  if (memory === undefined && clock === undefined) return { memory: undefined, ownsMemory: false };
+  if (memory !== undefined && (typeof memory !== 'object' || memory === null)) {
+    throw new RateLimitConfigError(
+      `memory must be a MemoryStore or { maxKeys, whenFull }, got ${describe(memory)}`,
+      'memory',
+    );
+  }
+  if (memory !== undefined) rejectUnknownOptions(memory, ['maxKeys', 'whenFull', 'sweepIntervalMs']);
+  // An injected clock gets a store of its own, swept on the same clock.
+  return { memory: new MemoryStore({ ...(memory as MemoryStoreOptions), clock }), ownsMemory: true };
+}

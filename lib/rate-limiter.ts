@@ -1,0 +1,289 @@
+import { EventEmitter } from 'node:events';
+import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
+import { acquireBreaker, type StoreBreaker } from './breaker.js';
+import { describe } from './duration.js';
+import {
+  RateLimitArgumentError,
+  RateLimitStoreError,
+  isRateLimitCapacityError,
+  RateLimitTimeoutError,
+} from './errors.js';
+import {
+  LIMITER_OPTIONS,
+  parseLimiterOptions,
+  rejectUnknownOptions,
+  type LimiterConfig,
+  type RateLimiterOptions,
+  type RedisClient,
+} from './options.js';
+import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-client.js';
+import { toStorageKey } from './storage-key.js';
+import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
+import { RedisStore, type RedisDecision } from './stores/redis-store.js';
+import { withTimeout } from './timeout.js';
+import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
+
+/** Why a decision was made locally instead of in Redis. */
+export type FallbackReason = 'breaker-open' | 'timeout' | 'error';
+
+export type FallbackEvent = { source: 'memory' | 'bypass'; key: string; reason: FallbackReason };
+
+export interface RateLimiterEvents {
+  breakerOpen: [];
+  breakerHalfOpen: [];
+  breakerClose: [];
+  fallback: [FallbackEvent];
+  storeError: [unknown];
+}
+
+// Derived names seen in this process, and whether their warning went out.
+const derivedNames = new Map<string, boolean>();
+
+/**
+ * The framework-free core: decides whether `key` may spend `cost` units now.
+ * Usable from Express (through `rateLimit()`), a queue worker or a bot.
+ *
+ * Store failures never reach the caller: a failed, timed-out or skipped Redis
+ * call is decided by the memory store (`failClosed: true`) or let through
+ * (`failClosed: false`), and `result.source` says which.
+ */
+export class RateLimiter extends EventEmitter<RateLimiterEvents> {
+  readonly name: string;
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly algorithm: AlgorithmName;
+  readonly failClosed: boolean;
+  readonly fallbackLimit: number;
+  readonly memory: MemoryStore;
+  private readonly config: LimiterConfig;
+  private readonly redisStore: RedisStore | undefined;
+  private readonly breaker: StoreBreaker | undefined;
+  private readonly disposers: Array<{ dispose(): void }> = [];
+  private inOutage = false;
+  private closed = false;
+
+  constructor(options: RateLimiterOptions) {
+    super();
+    if (typeof options === 'object' && options !== null) rejectUnknownOptions(options, LIMITER_OPTIONS);
+    const config = parseLimiterOptions(options);
+    this.config = config;
+    this.name = config.name;
+    this.limit = config.limit;
+    this.windowMs = config.windowMs;
+    this.algorithm = config.algorithm;
+    this.failClosed = config.failClosed;
+    this.fallbackLimit = config.fallbackLimit;
+    this.memory = config.memory ?? defaultMemoryStore();
+    if (!config.named) this.warnOnDuplicateName();
+
+    if (config.redis !== undefined) {
+      let client: RedisClient;
+      if (typeof config.redis === 'string') {
+        client = acquireUrlClient(config.redis);
+      } else {
+        client = config.redis;
+        warnIfOfflineQueue(client, config.logger);
+      }
+      this.breaker = acquireBreaker(client, config.breaker, config.logger);
+      this.redisStore = new RedisStore(client, config.redisTime === 'clock');
+      const { policy } = this.breaker;
+      this.disposers.push(
+        policy.onBreak(() => this.emit('breakerOpen')),
+        policy.onHalfOpen(() => this.emit('breakerHalfOpen')),
+        policy.onReset(() => {
+          this.inOutage = false;
+          this.emit('breakerClose');
+        }),
+      );
+    }
+  }
+
+  /** The Redis breaker's state; `undefined` in memory-only mode. */
+  get breakerState(): StoreBreaker['state'] | undefined {
+    return this.breaker?.state;
+  }
+
+  /** Counts `cost` units for `key` if they fit. A denied call counts nothing. */
+  async consume(key: string, cost = 1): Promise<RateLimitResult> {
+    this.checkKey(key);
+    this.checkCost(cost);
+    const storageKey = this.name + '|' + toStorageKey(key);
+    const now = this.config.clock.now();
+    if (this.redisStore === undefined || this.breaker === undefined) {
+      return this.decideInMemory(key, storageKey, cost, this.limit, now);
+    }
+    if (this.breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
+
+    const params = this.params(this.limit, cost, now);
+    const store = this.redisStore;
+    const redisKey = this.redisKey(storageKey);
+    let decision: RedisDecision;
+    try {
+      decision = await this.breaker.execute(() =>
+        withTimeout(store.consume(redisKey, params), this.config.timeoutMs),
+      );
+    } catch (error) {
+      return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
+    }
+    this.inOutage = false;
+    return this.fromRedis(key, decision);
+  }
+
+  /** The current state of `key` without consuming; `undefined` if it has none. */
+  async get(key: string): Promise<RateLimitResult | undefined> {
+    this.checkKey(key);
+    const storageKey = this.name + '|' + toStorageKey(key);
+    const now = this.config.clock.now();
+    if (this.redisStore && this.breaker && !this.breaker.shouldSkip()) {
+      const store = this.redisStore;
+      const params = this.params(this.limit, 0, now);
+      const redisKey = this.redisKey(storageKey);
+      try {
+        const decision = await this.breaker.execute(() =>
+          withTimeout(store.get(redisKey, params), this.config.timeoutMs),
+        );
+        return decision && this.fromRedis(key, decision);
+      } catch (error) {
+        if (!isBrokenCircuitError(error)) this.emit('storeError', error);
+      }
+    }
+    const limit = this.redisStore ? this.fallbackLimit : this.limit;
+    const decision = this.memory.get(storageKey, this.params(limit, 0, this.config.clock.now()));
+    return decision && { ...decision, limit, source: 'memory', key };
+  }
+
+  /**
+   * Forgets `key` in memory and in Redis. Rejects with RateLimitStoreError if
+   * Redis could not be reached: the memory counter is reset, Redis's is not.
+   */
+  async reset(key: string): Promise<void> {
+    this.checkKey(key);
+    const storageKey = this.name + '|' + toStorageKey(key);
+    this.memory.reset(storageKey);
+    if (!this.redisStore || !this.breaker) return;
+    if (this.breaker.shouldSkip()) {
+      throw new RateLimitStoreError(`could not reset '${key}' in Redis: the circuit breaker is open`);
+    }
+    const store = this.redisStore;
+    const redisKey = this.redisKey(storageKey);
+    try {
+      await this.breaker.execute(() => withTimeout(store.reset(redisKey), this.config.timeoutMs));
+    } catch (error) {
+      throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });
+    }
+  }
+
+  /** Stops listening to the breaker and frees what this limiter created. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const disposer of this.disposers.splice(0)) disposer.dispose();
+    if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
+    if (this.config.ownsMemory) this.memory.close();
+  }
+
+  private params(limit: number, cost: number, now: number): DecisionParams {
+    return { algorithm: this.algorithm, limit, windowMs: this.windowMs, cost, now };
+  }
+
+  private redisKey(storageKey: string): string {
+    return this.config.prefix + '{' + storageKey + '}';
+  }
+
+  private decideInMemory(
+    key: string,
+    storageKey: string,
+    cost: number,
+    limit: number,
+    now: number,
+  ): RateLimitResult {
+    try {
+      const decision = this.memory.consume(storageKey, this.params(limit, cost, now));
+      return { ...decision, limit, source: 'memory', key };
+    } catch (error) {
+      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key);
+      throw error;
+    }
+  }
+
+  private fallBack(
+    key: string,
+    storageKey: string,
+    cost: number,
+    reason: FallbackReason,
+    error?: unknown,
+  ): RateLimitResult {
+    if (error !== undefined && reason !== 'breaker-open') this.emit('storeError', error);
+    const source: 'memory' | 'bypass' = this.failClosed ? 'memory' : 'bypass';
+    if (!this.inOutage) {
+      this.inOutage = true;
+      this.config.logger.warn(
+        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${reason}${error instanceof Error ? `: ${error.message}` : ''}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
+      );
+    }
+    this.emit('fallback', { source, key, reason });
+    if (!this.failClosed) return this.bypass(key);
+    return this.decideInMemory(key, storageKey, cost, this.fallbackLimit, this.config.clock.now());
+  }
+
+  private bypass(key: string): RateLimitResult {
+    const now = this.config.clock.now();
+    return {
+      allowed: true,
+      limit: this.limit,
+      remaining: this.limit,
+      resetAt: now + this.windowMs,
+      retryAfterMs: 0,
+      source: 'bypass' satisfies DecisionSource,
+      key,
+    };
+  }
+
+  // Redis reports times on its own clock; shift them onto ours so resetAt and
+  // the headers stay right when the app's clock is skewed.
+  private fromRedis(key: string, decision: RedisDecision): RateLimitResult {
+    const skew = this.config.clock.now() - decision.redisNow;
+    return {
+      allowed: decision.allowed,
+      limit: this.limit,
+      remaining: Math.max(0, decision.remaining),
+      resetAt: decision.resetAt + skew,
+      retryAfterMs: decision.retryAfterMs,
+      source: 'redis',
+      key,
+    };
+  }
+
+  private reasonFor(error: unknown): FallbackReason {
+    if (error instanceof BrokenCircuitError || isBrokenCircuitError(error)) return 'breaker-open';
+    if (error instanceof RateLimitTimeoutError) return 'timeout';
+    return 'error';
+  }
+
+  private checkKey(key: unknown): asserts key is string {
+    if (typeof key !== 'string' || key === '') {
+      throw new RateLimitArgumentError(`key must be a non-empty string, got ${describe(key)}`);
+    }
+  }
+
+  private checkCost(cost: unknown): asserts cost is number {
+    if (typeof cost !== 'number' || !Number.isSafeInteger(cost) || cost < 1 || cost > this.limit) {
+      throw new RateLimitArgumentError(
+        `cost must be a whole number from 1 to the limit (${this.limit}), got ${describe(cost)}`,
+      );
+    }
+  }
+
+  private warnOnDuplicateName(): void {
+    const warned = derivedNames.get(this.name);
+    if (warned === undefined) {
+      derivedNames.set(this.name, false);
+      return;
+    }
+    if (warned) return;
+    derivedNames.set(this.name, true);
+    this.config.logger.warn(
+      `resilient-rate-limit: two unnamed limiters share the derived name '${this.name}' and therefore their counters; give each a distinct \`name\``,
+    );
+  }
+}

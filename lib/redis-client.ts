@@ -1,0 +1,57 @@
+import { Redis } from 'ioredis';
+import type { Logger } from './types.js';
+import type { RedisClient } from './options.js';
+
+/**
+ * The client built from a `redis://` URL. Tuned so a dead Redis fails a
+ * command at once instead of holding it: no offline queue (queued commands
+ * replay after reconnect and count twice), no per-request retries, no resend
+ * of unanswered commands, a short connect timeout, and reconnects backing off
+ * up to 2 s in the background.
+ */
+export function createFailFastClient(url: string): Redis {
+  const client = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    connectTimeout: 1000,
+    retryStrategy: times => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+  });
+  // Failures surface through commands and the breaker; without a listener
+  // ioredis would print every reconnect error.
+  client.on('error', () => undefined);
+  return client;
+}
+
+type ClientHandle = { client: Redis; users: number };
+const urlClients = new Map<string, ClientHandle>();
+
+/** One client per URL per process, so limiters on one URL share its breaker. */
+export function acquireUrlClient(url: string): Redis {
+  let handle = urlClients.get(url);
+  if (!handle) {
+    handle = { client: createFailFastClient(url), users: 0 };
+    urlClients.set(url, handle);
+  }
+  handle.users++;
+  return handle.client;
+}
+
+export async function releaseUrlClient(url: string): Promise<void> {
+  const handle = urlClients.get(url);
+  if (!handle || --handle.users > 0) return;
+  urlClients.delete(url);
+  // quit() waits for a reply a dead Redis never sends; disconnect() does not.
+  handle.client.disconnect();
+}
+
+const warned = new WeakSet<object>();
+
+export function warnIfOfflineQueue(client: RedisClient, logger: Logger): void {
+  const options = (client as { options?: { enableOfflineQueue?: boolean } }).options;
+  if (options?.enableOfflineQueue === false || warned.has(client)) return;
+  warned.add(client);
+  logger.warn(
+    'resilient-rate-limit: the Redis client has enableOfflineQueue on: commands queued while Redis is down replay after reconnect and count twice. Pass enableOfflineQueue: false (and maxRetriesPerRequest: 0), or a redis:// URL.',
+  );
+}

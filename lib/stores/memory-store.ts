@@ -1,0 +1,209 @@
+import { algorithms, type CounterState } from '../algorithms/index.js';
+import { systemClock, type Clock } from '../clock.js';
+import { RateLimitCapacityError, RateLimitConfigError } from '../errors.js';
+import { describe } from '../duration.js';
+import type { Decision, DecisionParams, RateLimitStore } from '../types.js';
+
+export type MemoryStoreOptions = {
+  /** Most keys held at once. Default 10 000. */
+  maxKeys?: number;
+  /**
+   * What a full store does with a new key: `'evict'` drops the least recently
+   * used entry (exhausted entries last); `'reject'` refuses to decide (503).
+   */
+  whenFull?: 'evict' | 'reject';
+  /** Time source for sweeping expired entries. */
+  clock?: Clock;
+  /** How often expired entries are swept. Default 10 s. */
+  sweepIntervalMs?: number;
+};
+
+class Entry implements CounterState {
+  a = 0;
+  b = 0;
+  c = 0;
+  expiresAt = 0;
+}
+
+const DEFAULT_MAX_KEYS = 10_000;
+const DEFAULT_SWEEP_MS = 10_000;
+
+/**
+ * Bounded in-memory counters: the fallback during Redis outages, and the only
+ * store in memory-only mode. O(1) per decision.
+ *
+ * Entries live in two insertion-ordered maps used as LRU lists: `open` keys
+ * and `exhausted` keys (their last decision left nothing). Eviction takes the
+ * oldest open key first, so a flood of new keys cannot push a blocked client
+ * out of memory and hand it a fresh quota.
+ */
+export class MemoryStore implements RateLimitStore {
+  readonly maxKeys: number;
+  readonly whenFull: 'evict' | 'reject';
+  private readonly clock: Clock;
+  private readonly sweepIntervalMs: number;
+  private readonly open = new Map<string, Entry>();
+  private readonly exhausted = new Map<string, Entry>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private lastSweep = 0;
+  private closed = false;
+  /** Entries dropped to make room, for metrics. */
+  evictions = 0;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw new RateLimitConfigError(`memory must be an object, got ${describe(options)}`, 'memory');
+    }
+    const { maxKeys = DEFAULT_MAX_KEYS, whenFull = 'evict', clock = systemClock } = options;
+    if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) {
+      throw new RateLimitConfigError(
+        `memory.maxKeys must be a positive integer, got ${describe(maxKeys)}`,
+        'memory.maxKeys',
+      );
+    }
+    if (whenFull !== 'evict' && whenFull !== 'reject') {
+      throw new RateLimitConfigError(
+        `memory.whenFull must be 'evict' or 'reject', got ${describe(whenFull)}`,
+        'memory.whenFull',
+      );
+    }
+    const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_MS;
+    if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 1) {
+      throw new RateLimitConfigError(
+        `memory.sweepIntervalMs must be a positive integer, got ${describe(sweepIntervalMs)}`,
+        'memory.sweepIntervalMs',
+      );
+    }
+    this.maxKeys = maxKeys;
+    this.whenFull = whenFull;
+    this.clock = clock;
+    this.sweepIntervalMs = sweepIntervalMs;
+  }
+
+  /** Keys currently held. */
+  get size(): number {
+    return this.open.size + this.exhausted.size;
+  }
+
+  consume(key: string, params: DecisionParams): Decision {
+    const { now } = params;
+    let entry = this.lookup(key, now);
+    if (entry === undefined) {
+      this.makeRoom(now);
+      entry = new Entry();
+      this.open.set(key, entry);
+    }
+    const algorithm = algorithms[params.algorithm];
+    const decision = algorithm.decide(entry, params, params.cost, now);
+    entry.expiresAt = algorithm.expiresAt(entry, params);
+    this.file(key, entry, !decision.allowed || decision.remaining === 0);
+    return decision;
+  }
+
+  get(key: string, params: DecisionParams): Decision | undefined {
+    const entry = this.lookup(key, params.now);
+    if (entry === undefined) return undefined;
+    return algorithms[params.algorithm].decide(entry, params, 0, params.now);
+  }
+
+  /**
+   * Sets the counter state of `key` outright, as seen elsewhere (Redis), so a
+   * later fallback continues from it. Never evicts an exhausted key for it.
+   */
+  mirror(key: string, state: CounterState, params: DecisionParams, exhausted: boolean): void {
+    let entry = this.lookup(key, params.now);
+    if (entry === undefined) {
+      if (this.size >= this.maxKeys && !this.evictOpen()) return;
+      entry = new Entry();
+      this.open.set(key, entry);
+    }
+    entry.a = state.a;
+    entry.b = state.b;
+    entry.c = state.c;
+    entry.expiresAt = algorithms[params.algorithm].expiresAt(entry, params);
+    this.file(key, entry, exhausted);
+  }
+
+  reset(key: string): void {
+    this.open.delete(key);
+    this.exhausted.delete(key);
+  }
+
+  /** Drops every entry whose window has passed. Runs on a timer as well. */
+  sweep(now = this.clock.now()): void {
+    this.lastSweep = now;
+    for (const map of [this.open, this.exhausted]) {
+      for (const [key, entry] of map) if (entry.expiresAt <= now) map.delete(key);
+    }
+  }
+
+  /** Stops the sweep timer and drops every entry. */
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.open.clear();
+    this.exhausted.clear();
+  }
+
+  private lookup(key: string, now: number): Entry | undefined {
+    let entry = this.open.get(key);
+    let map = this.open;
+    if (entry === undefined) {
+      entry = this.exhausted.get(key);
+      map = this.exhausted;
+      if (entry === undefined) return undefined;
+    }
+    if (entry.expiresAt <= now) {
+      map.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  // Moves the entry to the most recently used end of the list it belongs in.
+  private file(key: string, entry: Entry, exhausted: boolean): void {
+    this.open.delete(key);
+    this.exhausted.delete(key);
+    (exhausted ? this.exhausted : this.open).set(key, entry);
+    if (this.timer === undefined && !this.closed) this.startTimer();
+  }
+
+  private makeRoom(now: number): void {
+    if (this.size < this.maxKeys) return;
+    if (this.whenFull === 'reject') {
+      // A full sweep is O(n); at most once a second keeps a flood from turning
+      // every rejected request into one.
+      if (now - this.lastSweep >= 1000) this.sweep(now);
+      if (this.size >= this.maxKeys) throw new RateLimitCapacityError(1000);
+      return;
+    }
+    if (!this.evictOpen()) {
+      const oldest = this.exhausted.keys().next();
+      if (!oldest.done) this.exhausted.delete(oldest.value);
+      this.evictions++;
+    }
+  }
+
+  private evictOpen(): boolean {
+    const oldest = this.open.keys().next();
+    if (oldest.done) return false;
+    this.open.delete(oldest.value);
+    this.evictions++;
+    return true;
+  }
+
+  private startTimer(): void {
+    this.timer = setInterval(() => this.sweep(), this.sweepIntervalMs);
+    // The sweep is housekeeping: it must never keep a process alive.
+    this.timer.unref?.();
+  }
+}
+
+let defaultStore: MemoryStore | undefined;
+
+/** The process-wide store shared by limiters that are given no `memory`. */
+export function defaultMemoryStore(): MemoryStore {
+  defaultStore ??= new MemoryStore();
+  return defaultStore;
+}

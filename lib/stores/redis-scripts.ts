@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * One script decides for every algorithm, so there is one SHA to load and one
+ * round trip per decision. It mirrors lib/algorithms/*.ts line for line: the
+ * conformance suite runs the same hits through both and expects equal answers.
+ *
+ * KEYS[1]  the counter hash (fields a, b, c: see CounterState)
+ * ARGV     algorithm (f|s|t), limit, window ms, cost (0 = read only),
+ *          now in ms or '' to use Redis TIME
+ * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c }
+ */
+const DECIDE_SOURCE = `
+local key = KEYS[1]
+local algo = ARGV[1]
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local s = redis.call('HMGET', key, 'a', 'b', 'c')
+local a = tonumber(s[1]) or 0
+local b = tonumber(s[2]) or 0
+local c = tonumber(s[3]) or 0
+local allowed = false
+local remaining, resetAt, retry, expiresAt
+local write = false
+
+if algo == 'f' then
+  if a == 0 or now >= b + window then
+    a = 0
+    b = now
+  end
+  resetAt = b + window
+  retry = 0
+  if cost == 0 then
+    allowed = a < limit
+    remaining = limit - a
+  elseif a + cost > limit then
+    remaining = limit - a
+    retry = resetAt - now
+  else
+    a = a + cost
+    allowed = true
+    remaining = limit - a
+    write = true
+  end
+  expiresAt = b + window
+elseif algo == 's' then
+  local start = now - (now % window)
+  local cur, prev = 0, 0
+  if b == start then
+    cur = a
+    prev = c
+  elseif b == start - window then
+    prev = a
+  end
+  local used = cur + math.ceil(prev * (window - (now - start)) / window)
+  resetAt = start + window
+  retry = 0
+  if cost == 0 then
+    allowed = used < limit
+    remaining = math.max(0, limit - used)
+  elseif used + cost > limit then
+    remaining = math.max(0, limit - used)
+    local room = limit - cur - cost
+    local at = nil
+    if room >= 0 and prev > 0 then
+      at = start + window - math.floor(room * window / prev)
+      if at <= now then at = nil end
+    end
+    if at then
+      retry = at - now
+    else
+      if cur > 0 then
+        at = start + 2 * window - math.floor((limit - cost) * window / cur)
+      else
+        at = start + window
+      end
+      retry = math.max(1, math.max(at, start + window) - now)
+    end
+  else
+    a = cur + cost
+    b = start
+    c = prev
+    allowed = true
+    remaining = limit - used - cost
+    write = true
+  end
+  expiresAt = b + 2 * window
+else
+  local tat, frac = a, b
+  if tat < now or (tat == now and frac == 0) then
+    tat = now
+    frac = 0
+  end
+  local capacity = window * limit
+  frac = frac + cost * window
+  tat = tat + math.floor(frac / limit)
+  frac = frac % limit
+  local backlog = (tat - now) * limit + frac
+  retry = 0
+  if backlog > capacity then
+    local prior = backlog - cost * window
+    local retryAt = tat - window + math.ceil(frac / limit)
+    remaining = math.max(0, math.floor((capacity - prior) / window))
+    resetAt = retryAt
+    retry = retryAt - now
+  else
+    remaining = math.floor((capacity - backlog) / window)
+    resetAt = tat
+    if frac > 0 then resetAt = tat + 1 end
+    if cost == 0 then
+      allowed = remaining > 0
+    else
+      allowed = true
+      a = tat
+      b = frac
+      write = true
+    end
+  end
+  expiresAt = a
+  if b > 0 then expiresAt = a + 1 end
+end
+
+if write then
+  redis.call('HSET', key, 'a', a, 'b', b, 'c', c)
+  -- A second of slack: the script decides from the stored times, so expiry
+  -- is only clean-up and must not race a test clock that runs slow.
+  redis.call('PEXPIRE', key, math.max(1, expiresAt - now) + 1000)
+end
+local ok = 0
+if allowed then ok = 1 end
+return { ok, remaining, resetAt, retry, now, a, b, c }
+`;
+
+// Same text, whitespace folded, so the SHA does not depend on indentation.
+export const DECIDE_SCRIPT = DECIDE_SOURCE.split('\n')
+  .map(line => line.trim())
+  .filter(line => line !== '')
+  .join('\n');
+
+export const DECIDE_SHA = createHash('sha1').update(DECIDE_SCRIPT).digest('hex');
+
+export const ALGORITHM_CODES = {
+  'fixed-window': 'f',
+  'sliding-window': 's',
+  'token-bucket': 't',
+} as const;

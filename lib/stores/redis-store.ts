@@ -1,0 +1,67 @@
+import type { CounterState } from '../algorithms/index.js';
+import type { RedisClient } from '../options.js';
+import type { Decision, DecisionParams } from '../types.js';
+import { ALGORITHM_CODES, DECIDE_SCRIPT, DECIDE_SHA } from './redis-scripts.js';
+
+/** A Redis answer: the decision, Redis's own clock, and the counter state it left. */
+export type RedisDecision = Decision & { redisNow: number; state: CounterState };
+
+type Reply = [number, number, number, number, number, number, number, number];
+
+/**
+ * Counters in Redis, decided atomically by one Lua script per call: EVALSHA,
+ * and EVAL only after NOSCRIPT (script cache flushed, Redis restarted or
+ * failed over), which also reloads the script for the calls after it.
+ */
+export class RedisStore {
+  constructor(
+    readonly client: RedisClient,
+    /** Use `params.now` instead of Redis TIME (tests with a controlled clock). */
+    private readonly useParamsTime: boolean,
+  ) {}
+
+  async consume(redisKey: string, params: DecisionParams): Promise<RedisDecision> {
+    return toDecision(await this.run(redisKey, params, params.cost));
+  }
+
+  async get(redisKey: string, params: DecisionParams): Promise<RedisDecision | undefined> {
+    const reply = await this.run(redisKey, params, 0);
+    // A key never hit reads as a full quota with no state: report it as absent.
+    return reply[5] === 0 && reply[6] === 0 && reply[7] === 0 ? undefined : toDecision(reply);
+  }
+
+  async reset(redisKey: string): Promise<void> {
+    await this.client.del(redisKey);
+  }
+
+  private run(redisKey: string, params: DecisionParams, cost: number): Promise<Reply> {
+    const args = [
+      ALGORITHM_CODES[params.algorithm],
+      params.limit,
+      params.windowMs,
+      cost,
+      this.useParamsTime ? params.now : '',
+    ];
+    return (this.client.evalsha(DECIDE_SHA, 1, redisKey, ...args) as Promise<Reply>).catch(
+      (error: unknown) => {
+        if (!isNoScript(error)) throw error;
+        return this.client.eval(DECIDE_SCRIPT, 1, redisKey, ...args) as Promise<Reply>;
+      },
+    );
+  }
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+function toDecision(reply: Reply): RedisDecision {
+  return {
+    allowed: Number(reply[0]) === 1,
+    remaining: Number(reply[1]),
+    resetAt: Number(reply[2]),
+    retryAfterMs: Number(reply[3]),
+    redisNow: Number(reply[4]),
+    state: { a: Number(reply[5]), b: Number(reply[6]), c: Number(reply[7]) },
+  };
+}
