@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
  * KEYS[1]  the counter hash (fields a, b, c: see CounterState)
  * ARGV     algorithm (f|s|t), limit, window ms, cost (0 = read only),
  *          now in ms or '' to use Redis TIME
- * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c }
+ * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
+ *            1 if the key held live state before this call }
  */
 const DECIDE_SOURCE = `
 local key = KEYS[1]
@@ -25,6 +26,18 @@ local s = redis.call('HMGET', key, 'a', 'b', 'c')
 local a = tonumber(s[1]) or 0
 local b = tonumber(s[2]) or 0
 local c = tonumber(s[3]) or 0
+-- Whether the stored state still counts, by the same expiry as the memory store.
+local live = 0
+if s[1] then
+  local until_ = b + window
+  if algo == 's' then
+    until_ = b + 2 * window
+  elseif algo == 't' then
+    until_ = a
+    if b > 0 then until_ = a + 1 end
+  end
+  if now < until_ then live = 1 end
+end
 local allowed = false
 local remaining, resetAt, retry, expiresAt
 local write = false
@@ -134,7 +147,7 @@ if write then
 end
 local ok = 0
 if allowed then ok = 1 end
-return { ok, remaining, resetAt, retry, now, a, b, c }
+return { ok, remaining, resetAt, retry, now, a, b, c, live }
 `;
 
 // Same text, whitespace folded, so the SHA does not depend on indentation.

@@ -6,7 +6,7 @@ import { ALGORITHM_CODES, DECIDE_SCRIPT, DECIDE_SHA } from './redis-scripts.js';
 /** A Redis answer: the decision, Redis's own clock, and the counter state it left. */
 export type RedisDecision = Decision & { redisNow: number; state: CounterState };
 
-type Reply = [number, number, number, number, number, number, number, number];
+type Reply = [number, number, number, number, number, number, number, number, number];
 
 /**
  * Counters in Redis, decided atomically by one Lua script per call: EVALSHA,
@@ -18,7 +18,9 @@ export class RedisStore {
     readonly client: RedisClient,
     /** Use `params.now` instead of Redis TIME (tests with a controlled clock). */
     private readonly useParamsTime: boolean,
-  ) {}
+  ) {
+    preloadScript(client);
+  }
 
   async consume(redisKey: string, params: DecisionParams): Promise<RedisDecision> {
     return toDecision(await this.run(redisKey, params, params.cost));
@@ -26,8 +28,7 @@ export class RedisStore {
 
   async get(redisKey: string, params: DecisionParams): Promise<RedisDecision | undefined> {
     const reply = await this.run(redisKey, params, 0);
-    // A key never hit reads as a full quota with no state: report it as absent.
-    return reply[5] === 0 && reply[6] === 0 && reply[7] === 0 ? undefined : toDecision(reply);
+    return Number(reply[8]) === 1 ? toDecision(reply) : undefined;
   }
 
   async reset(redisKey: string): Promise<void> {
@@ -49,6 +50,22 @@ export class RedisStore {
       },
     );
   }
+}
+
+const preloaded = new WeakSet<object>();
+
+// Loads the script whenever a connection becomes ready (first connect, and
+// after a restart emptied the script cache), so the first decision is one
+// EVALSHA round trip rather than EVALSHA + EVAL, which could overrun the
+// timeout. A Cluster loads lazily per node through the NOSCRIPT path instead.
+function preloadScript(client: RedisClient): void {
+  if (preloaded.has(client) || 'nodes' in client) return;
+  preloaded.add(client);
+  const load = (): void => {
+    client.script('LOAD', DECIDE_SCRIPT).catch(() => undefined);
+  };
+  if (client.status === 'ready') load();
+  client.on('ready', load);
 }
 
 function isNoScript(error: unknown): boolean {

@@ -1,0 +1,59 @@
+import { Redis } from 'ioredis';
+
+let counter = 0;
+
+/** A rule name no other test uses, so shared stores never mix counters. */
+export function uniqueName(prefix = 'rule'): string {
+  counter += 1;
+  return `${prefix}-${process.pid}-${counter}`;
+}
+
+/** A client tuned as the README recommends: fail fast, never queue. */
+export function failFastClient(port: number, protocol: 2 | 3 = 3): Redis {
+  const client = new Redis({
+    host: '127.0.0.1',
+    port,
+    protocol,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    connectTimeout: 500,
+    retryStrategy: () => 50,
+  });
+  client.on('error', () => undefined);
+  return client;
+}
+
+export async function ready(client: Redis): Promise<void> {
+  if (client.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`client not ready: ${client.status}`)), 5000);
+    client.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** Resolves once `predicate` holds, polling every `everyMs`; rejects after `withinMs`. */
+export async function eventually(
+  predicate: () => boolean | Promise<boolean>,
+  withinMs = 5000,
+  everyMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    if (await predicate()) return;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${withinMs} ms`);
+    await new Promise(resolve => setTimeout(resolve, everyMs));
+  }
+}
+
+/** A logger double that records what was said. */
+export function recordingLogger(): {
+  warn: jest.Mock;
+  error: jest.Mock;
+  info: jest.Mock;
+} {
+  return { warn: jest.fn(), error: jest.fn(), info: jest.fn() };
+}
