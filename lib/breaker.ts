@@ -48,7 +48,8 @@ export class StoreBreaker {
   shouldSkip(): boolean {
     const state = this.policy.state;
     if (state === CircuitState.Closed) return false;
-    if (state === CircuitState.Open) return this.halfOpenAfterMs !== undefined && Date.now() < this.reopenAt;
+    if (state === CircuitState.Open)
+      return this.halfOpenAfterMs !== undefined && Date.now() < this.reopenAt;
     return true;
   }
 
@@ -92,8 +93,12 @@ export function acquireBreaker(
       `resilient-rate-limit: Redis circuit breaker opened after ${breaker.threshold} consecutive failures; deciding locally for ${breaker.halfOpenAfter} ms`,
     ),
   );
-  policy.onHalfOpen(() => logger.info('resilient-rate-limit: Redis circuit breaker half-open: probing Redis'));
-  policy.onReset(() => logger.info('resilient-rate-limit: Redis circuit breaker closed: deciding in Redis again'));
+  policy.onHalfOpen(() =>
+    logger.info('resilient-rate-limit: Redis circuit breaker half-open: probing Redis'),
+  );
+  policy.onReset(() =>
+    logger.info('resilient-rate-limit: Redis circuit breaker closed: deciding in Redis again'),
+  );
   const created = new StoreBreaker(policy, breaker.halfOpenAfter, breaker);
   shared.set(client, created);
   return created;

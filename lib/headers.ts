@@ -35,7 +35,11 @@ export function setStandardHeaders(
 ): void {
   if (res.headersSent) return;
   append(res, 'RateLimit-Policy', policy);
-  append(res, 'RateLimit', `"${name}";r=${result.remaining};t=${secondsUntil(result.resetAt, now)}`);
+  append(
+    res,
+    'RateLimit',
+    `"${name}";r=${result.remaining};t=${secondsUntil(result.resetAt, now)}`,
+  );
 }
 
 export function setSourceHeader(res: ServerResponse, source: RateLimitResult['source']): void {

@@ -1,6 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe } from './duration.js';
-import { RateLimitArgumentError, RateLimitConfigError, isRateLimitCapacityError } from './errors.js';
+import {
+  RateLimitArgumentError,
+  RateLimitConfigError,
+  isRateLimitCapacityError,
+} from './errors.js';
 import {
   policyItem,
   setLegacyHeaders,
@@ -53,11 +57,25 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   options: RateLimitOptions<Req>,
 ): RateLimitMiddleware<Req> {
   if (typeof options !== 'object' || options === null) {
-    throw new RateLimitConfigError(`options must be an object, got ${describe(options)}`, 'options');
+    throw new RateLimitConfigError(
+      `options must be an object, got ${describe(options)}`,
+      'options',
+    );
   }
   rejectUnknownOptions(options, [...LIMITER_OPTIONS, ...MIDDLEWARE_OPTIONS]);
-  const { key, ipv6Subnet = 56, cost = 1, skip, handler, headers = 'both', ...limiterOptions } = options;
-  if (ipv6Subnet !== false && (!Number.isInteger(ipv6Subnet) || ipv6Subnet < 32 || ipv6Subnet > 128)) {
+  const {
+    key,
+    ipv6Subnet = 56,
+    cost = 1,
+    skip,
+    handler,
+    headers = 'both',
+    ...limiterOptions
+  } = options;
+  if (
+    ipv6Subnet !== false &&
+    (!Number.isInteger(ipv6Subnet) || ipv6Subnet < 32 || ipv6Subnet > 128)
+  ) {
     throw new RateLimitConfigError(
       `ipv6Subnet must be an integer from 32 to 128 or false, got ${describe(ipv6Subnet)}`,
       'ipv6Subnet',
@@ -67,7 +85,10 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   checkFunction(skip, 'skip');
   checkFunction(handler, 'handler');
   if (typeof cost !== 'function' && (!Number.isSafeInteger(cost) || cost < 1)) {
-    throw new RateLimitConfigError(`cost must be a positive integer or a function, got ${describe(cost)}`, 'cost');
+    throw new RateLimitConfigError(
+      `cost must be a positive integer or a function, got ${describe(cost)}`,
+      'cost',
+    );
   }
   if (!HEADER_MODES.includes(headers)) {
     throw new RateLimitConfigError(
@@ -78,7 +99,10 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
 
   const limiter = new RateLimiter(limiterOptions);
   if (typeof cost === 'number' && cost > limiter.limit) {
-    throw new RateLimitConfigError(`cost (${cost}) must not exceed limit (${limiter.limit})`, 'cost');
+    throw new RateLimitConfigError(
+      `cost (${cost}) must not exceed limit (${limiter.limit})`,
+      'cost',
+    );
   }
   const keyFor = key ?? (createIpKeyGenerator(ipv6Subnet) as (req: Req) => string);
   const legacy = headers === 'legacy' || headers === 'both';
@@ -107,10 +131,17 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
       }
       const id: unknown = await keyFor(req);
       if (typeof id !== 'string' || id === '') {
-        throw new RateLimitArgumentError(`key() must return a non-empty string, got ${describe(id)}`);
+        throw new RateLimitArgumentError(
+          `key() must return a non-empty string, got ${describe(id)}`,
+        );
       }
       const units: unknown = typeof cost === 'function' ? await cost(req) : cost;
-      if (typeof units !== 'number' || !Number.isSafeInteger(units) || units < 1 || units > limiter.limit) {
+      if (
+        typeof units !== 'number' ||
+        !Number.isSafeInteger(units) ||
+        units < 1 ||
+        units > limiter.limit
+      ) {
         throw new RateLimitArgumentError(
           `cost() must return a whole number from 1 to the limit (${limiter.limit}), got ${describe(units)}`,
         );

@@ -67,8 +67,20 @@ export type LimiterConfig = {
 };
 
 export const LIMITER_OPTIONS = [
-  'name', 'limit', 'window', 'failClosed', 'redis', 'algorithm', 'timeout', 'breaker',
-  'memory', 'fallbackLimit', 'prefix', 'clock', 'redisTime', 'logger',
+  'name',
+  'limit',
+  'window',
+  'failClosed',
+  'redis',
+  'algorithm',
+  'timeout',
+  'breaker',
+  'memory',
+  'fallbackLimit',
+  'prefix',
+  'clock',
+  'redisTime',
+  'logger',
 ] as const;
 
 const ALGORITHMS: readonly AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket'];
@@ -105,7 +117,10 @@ const defaultLogger: Logger = console;
 
 export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig {
   if (typeof options !== 'object' || options === null) {
-    throw new RateLimitConfigError(`options must be an object, got ${describe(options)}`, 'options');
+    throw new RateLimitConfigError(
+      `options must be an object, got ${describe(options)}`,
+      'options',
+    );
   }
   const limit = positiveInteger(options.limit, 'limit');
   const windowMs = parseDuration(options.window, 'window');
@@ -118,11 +133,16 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
   }
   const failClosed = options.failClosed ?? true;
   if (typeof failClosed !== 'boolean') {
-    throw new RateLimitConfigError(`failClosed must be a boolean, got ${describe(failClosed)}`, 'failClosed');
+    throw new RateLimitConfigError(
+      `failClosed must be a boolean, got ${describe(failClosed)}`,
+      'failClosed',
+    );
   }
   const timeoutMs = options.timeout === undefined ? 100 : parseDuration(options.timeout, 'timeout');
   const fallbackLimit =
-    options.fallbackLimit === undefined ? limit : positiveInteger(options.fallbackLimit, 'fallbackLimit');
+    options.fallbackLimit === undefined
+      ? limit
+      : positiveInteger(options.fallbackLimit, 'fallbackLimit');
   const prefix = options.prefix ?? 'rl:';
   if (typeof prefix !== 'string' || /[{}]/.test(prefix) || prefix.length > 128) {
     throw new RateLimitConfigError(
@@ -134,15 +154,24 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
   const name = named ? parseName(options.name) : `${algorithm}-${limit}-per-${windowMs}ms`;
   const clock = options.clock ?? systemClock;
   if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
-    throw new RateLimitConfigError(`clock must have a now() method, got ${describe(clock)}`, 'clock');
+    throw new RateLimitConfigError(
+      `clock must have a now() method, got ${describe(clock)}`,
+      'clock',
+    );
   }
   const redisTime = options.redisTime ?? 'redis';
   if (redisTime !== 'redis' && redisTime !== 'clock') {
-    throw new RateLimitConfigError(`redisTime must be 'redis' or 'clock', got ${describe(redisTime)}`, 'redisTime');
+    throw new RateLimitConfigError(
+      `redisTime must be 'redis' or 'clock', got ${describe(redisTime)}`,
+      'redisTime',
+    );
   }
   const logger = options.logger ?? defaultLogger;
   if (typeof logger !== 'object' || logger === null || typeof logger.warn !== 'function') {
-    throw new RateLimitConfigError(`logger must have warn/error/info methods, got ${describe(logger)}`, 'logger');
+    throw new RateLimitConfigError(
+      `logger must have warn/error/info methods, got ${describe(logger)}`,
+      'logger',
+    );
   }
   const { memory, ownsMemory } = parseMemory(options.memory, options.clock);
   return {
@@ -177,7 +206,10 @@ function parseName(name: unknown): string {
 
 function positiveInteger(value: unknown, option: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RateLimitConfigError(`${option} must be a positive integer, got ${describe(value)}`, option);
+    throw new RateLimitConfigError(
+      `${option} must be a positive integer, got ${describe(value)}`,
+      option,
+    );
   }
   return value;
 }
@@ -219,7 +251,10 @@ function parseRedis(redis: unknown): RedisClient | string | undefined {
 function parseBreaker(breaker: unknown): Required<BreakerOptions> | CircuitBreakerPolicy {
   if (breaker === undefined) return { threshold: 5, halfOpenAfter: 30_000 };
   if (typeof breaker !== 'object' || breaker === null) {
-    throw new RateLimitConfigError(`breaker must be an object, got ${describe(breaker)}`, 'breaker');
+    throw new RateLimitConfigError(
+      `breaker must be an object, got ${describe(breaker)}`,
+      'breaker',
+    );
   }
   if (typeof (breaker as CircuitBreakerPolicy).execute === 'function') {
     return breaker as CircuitBreakerPolicy;
@@ -244,7 +279,11 @@ function parseMemory(
       'memory',
     );
   }
-  if (memory !== undefined) rejectUnknownOptions(memory, ['maxKeys', 'whenFull', 'sweepIntervalMs']);
+  if (memory !== undefined)
+    rejectUnknownOptions(memory, ['maxKeys', 'whenFull', 'sweepIntervalMs']);
   // An injected clock gets a store of its own, swept on the same clock.
-  return { memory: new MemoryStore({ ...(memory as MemoryStoreOptions), clock }), ownsMemory: true };
+  return {
+    memory: new MemoryStore({ ...(memory as MemoryStoreOptions), clock }),
+    ownsMemory: true,
+  };
 }

@@ -20,6 +20,8 @@ import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-
 import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
+import { Reconciler, type PendingHits } from './reconciler.js';
+import type { CounterState } from './algorithms/index.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
 
@@ -34,7 +36,12 @@ export interface RateLimiterEvents {
   breakerClose: [];
   fallback: [FallbackEvent];
   storeError: [unknown];
+  /** Hits admitted by memory during an outage, written back to Redis after it. */
+  reconciled: [{ keys: number; hits: number; expired: number }];
 }
+
+const RECONCILE_BATCH = 100;
+const RECONCILE_TIMEOUT_MS = 1000;
 
 // Derived names seen in this process, and whether their warning went out.
 const derivedNames = new Map<string, boolean>();
@@ -59,12 +66,17 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly redisStore: RedisStore | undefined;
   private readonly breaker: StoreBreaker | undefined;
   private readonly disposers: Array<{ dispose(): void }> = [];
+  private readonly reconciler: Reconciler;
   private inOutage = false;
   private closed = false;
+  /** Local clock minus Redis clock, from the latest Redis answer. */
+  private skewMs = 0;
+  private reconciling: Promise<void> | undefined;
 
   constructor(options: RateLimiterOptions) {
     super();
-    if (typeof options === 'object' && options !== null) rejectUnknownOptions(options, LIMITER_OPTIONS);
+    if (typeof options === 'object' && options !== null)
+      rejectUnknownOptions(options, LIMITER_OPTIONS);
     const config = parseLimiterOptions(options);
     this.config = config;
     this.name = config.name;
@@ -74,6 +86,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.failClosed = config.failClosed;
     this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
+    this.reconciler = new Reconciler(this.memory.maxKeys);
     if (!config.named) this.warnOnDuplicateName();
 
     if (config.redis !== undefined) {
@@ -93,6 +106,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         policy.onReset(() => {
           this.inOutage = false;
           this.emit('breakerClose');
+          void this.reconcile();
         }),
       );
     }
@@ -126,7 +140,25 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
     }
     this.inOutage = false;
+    if (this.failClosed) this.mirror(storageKey, decision);
     return this.fromRedis(key, decision);
+  }
+
+  /**
+   * Writes the hits that memory admitted during the outage back to Redis.
+   * Runs by itself when the breaker closes; exposed so callers (and tests)
+   * can await it. Entries that fail stay queued for the next recovery.
+   */
+  reconcile(): Promise<void> {
+    this.reconciling ??= this.writeBack().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  /** Hits admitted during an outage and not yet written back to Redis. */
+  get pendingReconciliation(): number {
+    return this.reconciler.size;
   }
 
   /** The current state of `key` without consuming; `undefined` if it has none. */
@@ -160,9 +192,12 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
     this.memory.reset(storageKey);
+    this.reconciler.forget(storageKey);
     if (!this.redisStore || !this.breaker) return;
     if (this.breaker.shouldSkip()) {
-      throw new RateLimitStoreError(`could not reset '${key}' in Redis: the circuit breaker is open`);
+      throw new RateLimitStoreError(
+        `could not reset '${key}' in Redis: the circuit breaker is open`,
+      );
     }
     const store = this.redisStore;
     const redisKey = this.redisKey(storageKey);
@@ -177,6 +212,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.reconciling;
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();
@@ -223,7 +259,89 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     this.emit('fallback', { source, key, reason });
     if (!this.failClosed) return this.bypass(key);
-    return this.decideInMemory(key, storageKey, cost, this.fallbackLimit, this.config.clock.now());
+    const now = this.config.clock.now();
+    const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);
+    if (result.allowed) {
+      const windowStart = this.algorithm === 'token-bucket' ? 0 : result.resetAt - this.windowMs;
+      this.reconciler.record(storageKey, cost, windowStart, now);
+    }
+    return result;
+  }
+
+  // Warm fallback: keep the memory store's copy of this key where Redis left
+  // it, so an outage continues from the real count instead of a fresh quota.
+  private mirror(storageKey: string, decision: RedisDecision): void {
+    const localNow = this.config.clock.now();
+    this.skewMs = localNow - decision.redisNow;
+    const state: CounterState = { ...decision.state };
+    if (this.algorithm === 'fixed-window') {
+      state.b += this.skewMs;
+    } else if (this.algorithm === 'sliding-window') {
+      // Aligned windows: map Redis's window onto the same window locally.
+      const w = this.windowMs;
+      state.b = localNow - (localNow % w) - (decision.redisNow - (decision.redisNow % w) - state.b);
+    } else {
+      state.a += this.skewMs;
+    }
+    this.memory.mirror(
+      storageKey,
+      state,
+      this.params(this.fallbackLimit, 0, localNow),
+      !decision.allowed || decision.remaining <= 0,
+    );
+  }
+
+  private async writeBack(): Promise<void> {
+    const store = this.redisStore;
+    if (!store) return;
+    const entries = this.reconciler.drain();
+    let keys = 0;
+    let hits = 0;
+    let expired = 0;
+    for (let i = 0; i < entries.length; i += RECONCILE_BATCH) {
+      const batch = entries.slice(i, i + RECONCILE_BATCH);
+      const outcomes = await Promise.allSettled(batch.map(entry => this.writeOne(store, entry)));
+      const failed: PendingHits[] = [];
+      outcomes.forEach((outcome, j) => {
+        const entry = batch[j] as PendingHits;
+        if (outcome.status === 'rejected') failed.push(entry);
+        else if (outcome.value) {
+          keys++;
+          hits += entry.hits;
+        } else expired++;
+      });
+      if (failed.length > 0) {
+        // Redis went away again: keep the rest for the next recovery.
+        this.reconciler.restore([...failed, ...entries.slice(i + RECONCILE_BATCH)]);
+        this.emit(
+          'storeError',
+          (outcomes.find(o => o.status === 'rejected') as PromiseRejectedResult).reason,
+        );
+        break;
+      }
+    }
+    if (keys + expired > 0) {
+      this.config.logger.info(
+        `resilient-rate-limit: '${this.name}' wrote ${hits} hits for ${keys} keys admitted during the outage back to Redis (${expired} windows had already ended)`,
+      );
+      this.emit('reconciled', { keys, hits, expired });
+    }
+  }
+
+  private async writeOne(store: RedisStore, entry: PendingHits): Promise<boolean> {
+    const now = this.config.clock.now();
+    const w = this.windowMs;
+    const span = this.algorithm === 'sliding-window' ? 2 * w : w;
+    const liveUntil =
+      this.algorithm === 'token-bucket' ? entry.lastAt + w : entry.windowStart + span;
+    if (now >= liveUntil) return false;
+    let start = entry.windowStart - this.skewMs;
+    if (this.algorithm === 'sliding-window') start = Math.round(start / w) * w;
+    const params = this.params(this.limit, 0, now);
+    return withTimeout(
+      store.reconcile(this.redisKey(entry.storageKey), params, entry.hits, start),
+      RECONCILE_TIMEOUT_MS,
+    );
   }
 
   private bypass(key: string): RateLimitResult {

@@ -25,9 +25,7 @@ function fitsShort(key: string): boolean {
 
 function fitsLong(key: string): boolean {
   return (
-    key.length <= MAX_KEY_BYTES &&
-    Buffer.byteLength(key, 'utf8') <= MAX_KEY_BYTES &&
-    fitsShort(key)
+    key.length <= MAX_KEY_BYTES && Buffer.byteLength(key, 'utf8') <= MAX_KEY_BYTES && fitsShort(key)
   );
 }
 

@@ -85,7 +85,9 @@ describe('RateLimiter when Redis answers errors (maxmemory + noeviction: OOM)', 
       // Once open, the fail-closed route (even indexes) limits from memory and
       // the fail-open route (odd indexes) lets requests through.
       const late = samples.map((s, i) => [i, s.source] as const).slice(-THRESHOLD);
-      expect(late.every(([i, source]) => source === (i % 2 === 0 ? 'memory' : 'bypass'))).toBe(true);
+      expect(late.every(([i, source]) => source === (i % 2 === 0 ? 'memory' : 'bypass'))).toBe(
+        true,
+      );
 
       await filler.flushall();
       await fixture.recover();

@@ -21,7 +21,13 @@ describe.each([2, 3] as const)('RateLimiter on Redis (RESP%i)', protocol => {
   let client: Redis;
   const limiters: RateLimiter[] = [];
   const limiter = (options: Partial<ConstructorParameters<typeof RateLimiter>[0]> = {}) => {
-    const created = new RateLimiter({ name: uniqueName(), limit: 3, window: '1m', redis: client, ...options });
+    const created = new RateLimiter({
+      name: uniqueName(),
+      limit: 3,
+      window: '1m',
+      redis: client,
+      ...options,
+    });
     limiters.push(created);
     return created;
   };
@@ -42,7 +48,9 @@ describe.each([2, 3] as const)('RateLimiter on Redis (RESP%i)', protocol => {
     for (let i = 0; i < 5; i++) results.push(await rl.consume('alice'));
     expect(results.map(r => r.allowed)).toEqual([true, true, true, false, false]);
     expect(results.map(r => r.remaining)).toEqual([2, 1, 0, 0, 0]);
-    expect(results.every(r => r.source === 'redis' && r.limit === 3 && r.key === 'alice')).toBe(true);
+    expect(results.every(r => r.source === 'redis' && r.limit === 3 && r.key === 'alice')).toBe(
+      true,
+    );
     expect(results[3]?.retryAfterMs).toBeGreaterThan(59_000);
     expect(results[3]?.retryAfterMs).toBeLessThanOrEqual(60_000);
   });
@@ -85,7 +93,8 @@ describe.each([2, 3] as const)('RateLimiter on Redis (RESP%i)', protocol => {
     const rl = limiter({ limit: 1 });
     await rl.consume('*');
     await rl.consume('{x}');
-    for (const other of ['a', 'x', '?', '[a]']) expect((await rl.consume(other)).allowed).toBe(true);
+    for (const other of ['a', 'x', '?', '[a]'])
+      expect((await rl.consume(other)).allowed).toBe(true);
     expect((await rl.consume('*')).allowed).toBe(false);
     expect((await rl.consume('{x}')).allowed).toBe(false);
   });
@@ -167,8 +176,20 @@ describe('redis option', () => {
   it('warns once about a client whose offline queue is on', async () => {
     const client = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: true });
     const logger = recordingLogger();
-    const a = new RateLimiter({ name: uniqueName(), limit: 1, window: 1000, redis: client, logger });
-    const b = new RateLimiter({ name: uniqueName(), limit: 1, window: 1000, redis: client, logger });
+    const a = new RateLimiter({
+      name: uniqueName(),
+      limit: 1,
+      window: 1000,
+      redis: client,
+      logger,
+    });
+    const b = new RateLimiter({
+      name: uniqueName(),
+      limit: 1,
+      window: 1000,
+      redis: client,
+      logger,
+    });
     expect(logger.warn).toHaveBeenCalledTimes(1);
     expect(String(logger.warn.mock.calls[0]?.[0])).toMatch(/enableOfflineQueue/);
     await Promise.all([a.close(), b.close()]);
@@ -210,14 +231,20 @@ describe('concurrency', () => {
     await Promise.all(clients.map(ready));
     const apps = clients.map(client => {
       const app = express();
-      app.post('/tenants', rateLimit({ name, limit: 5, window: '1h', redis: client, key: () => 'acme' }), (_req, res) => {
-        res.status(201).end();
-      });
+      app.post(
+        '/tenants',
+        rateLimit({ name, limit: 5, window: '1h', redis: client, key: () => 'acme' }),
+        (_req, res) => {
+          res.status(201).end();
+        },
+      );
       return app;
     });
     try {
       const responses = await Promise.all(
-        Array.from({ length: 200 }, (_, i) => request(apps[i % 2] as express.Express).post('/tenants')),
+        Array.from({ length: 200 }, (_, i) =>
+          request(apps[i % 2] as express.Express).post('/tenants'),
+        ),
       );
       const statuses = responses.map(r => r.status);
       expect(statuses.filter(s => s === 201)).toHaveLength(5);

@@ -8,6 +8,9 @@ import type { Decision } from '../types.js';
  * **Pro:** cheapest; easy to explain ("5 per hour from your first attempt").
  * **Con:** a client can spend `limit` at the end of one window and `limit`
  * again at the start of the next: up to 2x `limit` in a short burst.
+ *
+ * `count` may exceed `limit` after hits are reconciled from an outage, hence
+ * the clamps on `remaining`.
  */
 export const fixedWindow: Algorithm = {
   name: 'fixed-window',
@@ -20,10 +23,20 @@ export const fixedWindow: Algorithm = {
     }
     const resetAt = start + windowMs;
     if (cost === 0) {
-      return { allowed: count < limit, remaining: limit - count, resetAt, retryAfterMs: 0 };
+      return {
+        allowed: count < limit,
+        remaining: Math.max(0, limit - count),
+        resetAt,
+        retryAfterMs: 0,
+      };
     }
     if (count + cost > limit) {
-      return { allowed: false, remaining: limit - count, resetAt, retryAfterMs: resetAt - now };
+      return {
+        allowed: false,
+        remaining: Math.max(0, limit - count),
+        resetAt,
+        retryAfterMs: resetAt - now,
+      };
     }
     state.a = count + cost;
     state.b = start;

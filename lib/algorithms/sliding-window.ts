@@ -71,6 +71,9 @@ function retryAfter(
     if (at > now) return at - now;
   }
   const nextRoom = limit - cost;
-  const at = current > 0 ? start + 2 * windowMs - Math.floor((nextRoom * windowMs) / current) : start + windowMs;
+  const at =
+    current > 0
+      ? start + 2 * windowMs - Math.floor((nextRoom * windowMs) / current)
+      : start + windowMs;
   return Math.max(1, Math.max(at, start + windowMs) - now);
 }

@@ -52,7 +52,10 @@ export class MemoryStore implements RateLimitStore {
 
   constructor(options: MemoryStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) {
-      throw new RateLimitConfigError(`memory must be an object, got ${describe(options)}`, 'memory');
+      throw new RateLimitConfigError(
+        `memory must be an object, got ${describe(options)}`,
+        'memory',
+      );
     }
     const { maxKeys = DEFAULT_MAX_KEYS, whenFull = 'evict', clock = systemClock } = options;
     if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) {

@@ -51,9 +51,9 @@ if algo == 'f' then
   retry = 0
   if cost == 0 then
     allowed = a < limit
-    remaining = limit - a
+    remaining = math.max(0, limit - a)
   elseif a + cost > limit then
-    remaining = limit - a
+    remaining = math.max(0, limit - a)
     retry = resetAt - now
   else
     a = a + cost
@@ -150,13 +150,93 @@ if allowed then ok = 1 end
 return { ok, remaining, resetAt, retry, now, a, b, c, live }
 `;
 
-// Same text, whitespace folded, so the SHA does not depend on indentation.
-export const DECIDE_SCRIPT = DECIDE_SOURCE.split('\n')
-  .map(line => line.trim())
-  .filter(line => line !== '')
-  .join('\n');
+// Whitespace folded, so the SHA does not depend on indentation.
+function fold(source: string): string {
+  return source
+    .split('\n')
+    .map(line => line.trim())
+    .filter(line => line !== '')
+    .join('\n');
+}
+
+export const DECIDE_SCRIPT = fold(DECIDE_SOURCE);
 
 export const DECIDE_SHA = createHash('sha1').update(DECIDE_SCRIPT).digest('hex');
+
+/**
+ * Adds hits that the memory store admitted during an outage to the Redis
+ * counter, without a limit check (they already happened), and only while the
+ * window they were counted in is still live.
+ *
+ * KEYS[1]  the counter hash
+ * ARGV     algorithm (f|s|t), limit, window ms, hits, start of the window the
+ *          hits were counted in (Redis time; fixed and sliding), now or ''
+ * Returns  1 if the hits were added, 0 if their window had passed
+ */
+const RECONCILE_SOURCE = `
+local key = KEYS[1]
+local algo = ARGV[1]
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local hits = tonumber(ARGV[4])
+local hitsStart = tonumber(ARGV[5])
+local now = tonumber(ARGV[6])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local s = redis.call('HMGET', key, 'a', 'b', 'c')
+local a = tonumber(s[1]) or 0
+local b = tonumber(s[2]) or 0
+local c = tonumber(s[3]) or 0
+local expiresAt
+if algo == 'f' then
+  if a > 0 and now < b + window then
+    a = a + hits
+  elseif now < hitsStart + window then
+    a = hits
+    b = hitsStart
+  else
+    return 0
+  end
+  expiresAt = b + window
+elseif algo == 's' then
+  local start = now - (now % window)
+  local cur, prev = 0, 0
+  if b == start then
+    cur = a
+    prev = c
+  elseif b == start - window then
+    prev = a
+  end
+  if hitsStart == start then
+    cur = cur + hits
+  elseif hitsStart == start - window then
+    prev = prev + hits
+  else
+    return 0
+  end
+  a = cur
+  b = start
+  c = prev
+  expiresAt = b + 2 * window
+else
+  if a < now or (a == now and b == 0) then
+    a = now
+    b = 0
+  end
+  b = b + hits * window
+  a = a + math.floor(b / limit)
+  b = b % limit
+  expiresAt = a + 1
+end
+redis.call('HSET', key, 'a', a, 'b', b, 'c', c)
+redis.call('PEXPIRE', key, math.max(1, expiresAt - now) + 1000)
+return 1
+`;
+
+export const RECONCILE_SCRIPT = fold(RECONCILE_SOURCE);
+export const RECONCILE_SHA = createHash('sha1').update(RECONCILE_SCRIPT).digest('hex');
 
 export const ALGORITHM_CODES = {
   'fixed-window': 'f',

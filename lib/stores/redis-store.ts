@@ -1,7 +1,13 @@
 import type { CounterState } from '../algorithms/index.js';
 import type { RedisClient } from '../options.js';
 import type { Decision, DecisionParams } from '../types.js';
-import { ALGORITHM_CODES, DECIDE_SCRIPT, DECIDE_SHA } from './redis-scripts.js';
+import {
+  ALGORITHM_CODES,
+  DECIDE_SCRIPT,
+  DECIDE_SHA,
+  RECONCILE_SCRIPT,
+  RECONCILE_SHA,
+} from './redis-scripts.js';
 
 /** A Redis answer: the decision, Redis's own clock, and the counter state it left. */
 export type RedisDecision = Decision & { redisNow: number; state: CounterState };
@@ -35,6 +41,27 @@ export class RedisStore {
     await this.client.del(redisKey);
   }
 
+  /**
+   * Adds `hits` admitted elsewhere (the memory store, during an outage) if the
+   * window starting at `hitsStart` (Redis time) is still live. True if added.
+   */
+  async reconcile(
+    redisKey: string,
+    params: DecisionParams,
+    hits: number,
+    hitsStart: number,
+  ): Promise<boolean> {
+    const args = [
+      ALGORITHM_CODES[params.algorithm],
+      params.limit,
+      params.windowMs,
+      hits,
+      hitsStart,
+      this.useParamsTime ? params.now : '',
+    ];
+    return Number(await this.evalCached(RECONCILE_SHA, RECONCILE_SCRIPT, redisKey, args)) === 1;
+  }
+
   private run(redisKey: string, params: DecisionParams, cost: number): Promise<Reply> {
     const args = [
       ALGORITHM_CODES[params.algorithm],
@@ -43,12 +70,19 @@ export class RedisStore {
       cost,
       this.useParamsTime ? params.now : '',
     ];
-    return (this.client.evalsha(DECIDE_SHA, 1, redisKey, ...args) as Promise<Reply>).catch(
-      (error: unknown) => {
-        if (!isNoScript(error)) throw error;
-        return this.client.eval(DECIDE_SCRIPT, 1, redisKey, ...args) as Promise<Reply>;
-      },
-    );
+    return this.evalCached(DECIDE_SHA, DECIDE_SCRIPT, redisKey, args) as Promise<Reply>;
+  }
+
+  private evalCached(
+    sha: string,
+    script: string,
+    redisKey: string,
+    args: (string | number)[],
+  ): Promise<unknown> {
+    return this.client.evalsha(sha, 1, redisKey, ...args).catch((error: unknown) => {
+      if (!isNoScript(error)) throw error;
+      return this.client.eval(script, 1, redisKey, ...args);
+    });
   }
 }
 
@@ -64,6 +98,7 @@ function preloadScript(client: RedisClient): void {
   const load = (): void => {
     client.script('LOAD', DECIDE_SCRIPT).catch(() => undefined);
   };
+  // The reconcile script is rare: it loads through NOSCRIPT when first used.
   if (client.status === 'ready') load();
   client.on('ready', load);
 }
