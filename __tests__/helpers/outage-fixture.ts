@@ -1,7 +1,8 @@
 import express from 'express';
 import type { Redis } from 'ioredis';
 import request from 'supertest';
-import { RateLimiter, rateLimit, type RateLimitMiddleware } from '../../lib/index.js';
+import type { RateLimiter } from '../../lib/index.js';
+import { rateLimit, type RateLimitMiddleware } from '../../lib/index.js';
 import { RedisProcess } from './redis-process.js';
 import { failFastClient, ready, recordingLogger, uniqueName } from './redis.js';
 import { TcpProxy } from './tcp-proxy.js';
