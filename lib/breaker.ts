@@ -88,17 +88,24 @@ export function acquireBreaker(
     halfOpenAfter: breaker.halfOpenAfter,
     breaker: new ConsecutiveBreaker(breaker.threshold),
   });
-  policy.onBreak(() =>
+  let probing = false;
+  policy.onBreak(() => {
+    const why = probing
+      ? 'the half-open probe failed'
+      : `${breaker.threshold} consecutive failures`;
+    probing = false;
     logger.warn(
-      `resilient-rate-limit: Redis circuit breaker opened after ${breaker.threshold} consecutive failures; deciding locally for ${breaker.halfOpenAfter} ms`,
-    ),
-  );
-  policy.onHalfOpen(() =>
-    logger.info('resilient-rate-limit: Redis circuit breaker half-open: probing Redis'),
-  );
-  policy.onReset(() =>
-    logger.info('resilient-rate-limit: Redis circuit breaker closed: deciding in Redis again'),
-  );
+      `resilient-rate-limit: Redis circuit breaker opened after ${why}; deciding locally for ${breaker.halfOpenAfter} ms`,
+    );
+  });
+  policy.onHalfOpen(() => {
+    probing = true;
+    logger.info('resilient-rate-limit: Redis circuit breaker half-open: probing Redis');
+  });
+  policy.onReset(() => {
+    probing = false;
+    logger.info('resilient-rate-limit: Redis circuit breaker closed: deciding in Redis again');
+  });
   const created = new StoreBreaker(policy, breaker.halfOpenAfter, breaker);
   shared.set(client, created);
   return created;

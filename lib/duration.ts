@@ -19,7 +19,10 @@ export function parseDuration(value: unknown, option: string): number {
         option,
       );
     }
-    ms = Number(match[1]) * (units[match[2] as string] as number);
+    const exact = Number(match[1]) * (units[match[2] as string] as number);
+    // '4.1m' multiplies to 245999.99999999997: snap float noise, keep real fractions.
+    const rounded = Math.round(exact);
+    ms = Math.abs(exact - rounded) < 1e-6 ? rounded : exact;
   } else {
     throw new RateLimitConfigError(
       `${option} must be a number of ms or a duration string, got ${describe(value)}`,

@@ -4,6 +4,9 @@
 export { rateLimit } from './middleware.js';
 export type { RateLimitOptions, RateLimitMiddleware, NextFunction } from './middleware.js';
 
+/** The default key's address normalisation, for custom `key` functions. */
+export { ipKey } from './key-generator.js';
+
 /** The framework-free core, for queue workers, bots and custom frameworks. */
 export { RateLimiter } from './rate-limiter.js';
 export type { FallbackEvent, FallbackReason, RateLimiterEvents } from './rate-limiter.js';
@@ -12,6 +15,15 @@ export type { RateLimiterOptions, BreakerOptions, RedisClient } from './options.
 /** The bounded LRU store that decides during outages (and in memory-only mode). */
 export { MemoryStore } from './stores/memory-store.js';
 export type { MemoryStoreOptions } from './stores/memory-store.js';
+
+/** Optional Prometheus metrics on the prom-client module you pass in. */
+export { createPrometheusMetrics } from './metrics.js';
+export type {
+  RateLimitMetrics,
+  MetricsSource,
+  PrometheusMetricsOptions,
+  PromClient,
+} from './metrics.js';
 
 /** Errors, each with a stable `code`, and guards that survive duplicate installs. */
 export {

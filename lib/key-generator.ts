@@ -22,6 +22,15 @@ export function createIpKeyGenerator(ipv6Subnet: number | false): (req: Incoming
   };
 }
 
+/**
+ * The key for a client address: IPv4 as is, IPv4-mapped IPv6 as IPv4, other
+ * IPv6 masked to its /`ipv6Subnet` prefix (default 56). For custom `key`
+ * functions that fall back to the address: `key: req => req.user?.id ?? ipKey(req.ip)`.
+ */
+export function ipKey(ip: string, ipv6Subnet: number | false = 56): string {
+  return normalizeIp(ip, ipv6Subnet);
+}
+
 export function normalizeIp(ip: string, ipv6Subnet: number | false): string {
   if (isIPv4(ip)) return ip;
   const zone = ip.indexOf('%');

@@ -32,7 +32,12 @@ export type RateLimitOptions<Req extends IncomingMessage = IncomingMessage> = Ra
   /** true: the request is not limited and gets no headers. */
   skip?: (req: Req) => Awaitable<boolean>;
   /** The response when limited. Default: 429 application/problem+json. */
-  handler?: (req: Req, res: ServerResponse, next: NextFunction, result: RateLimitResult) => void;
+  handler?: (
+    req: Req,
+    res: ServerResponse,
+    next: NextFunction,
+    result: RateLimitResult,
+  ) => void | Promise<void>;
   /** Header families to send. Default `'both'`. */
   headers?: HeaderMode;
 };
@@ -161,7 +166,12 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     if (result.allowed) {
       next();
     } else if (handler) {
-      handler(req, res, next, result);
+      // Express 4 and Connect do not catch errors from async middleware.
+      try {
+        await handler(req, res, next, result);
+      } catch (error) {
+        next(error);
+      }
     } else {
       sendTooManyRequests(res, limiter.name, result.retryAfterMs);
     }

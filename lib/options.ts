@@ -4,6 +4,7 @@ import { systemClock, type Clock } from './clock.js';
 import { describe, parseDuration } from './duration.js';
 import { RateLimitConfigError } from './errors.js';
 import { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
+import type { RateLimitMetrics } from './metrics.js';
 import type { AlgorithmName, Logger } from './types.js';
 
 export type RedisClient = Redis | Cluster;
@@ -44,6 +45,8 @@ export type RateLimiterOptions = {
    */
   redisTime?: 'redis' | 'clock';
   logger?: Logger;
+  /** Metrics hooks, e.g. from `createPrometheusMetrics(promClient)`. */
+  metrics?: RateLimitMetrics;
 };
 
 /** The validated, defaulted form every module works from. */
@@ -64,6 +67,7 @@ export type LimiterConfig = {
   clock: Clock;
   redisTime: 'redis' | 'clock';
   logger: Logger;
+  metrics: RateLimitMetrics | undefined;
 };
 
 export const LIMITER_OPTIONS = [
@@ -81,6 +85,7 @@ export const LIMITER_OPTIONS = [
   'clock',
   'redisTime',
   'logger',
+  'metrics',
 ] as const;
 
 const ALGORITHMS: readonly AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket'];
@@ -173,6 +178,16 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
       'logger',
     );
   }
+  const metrics = options.metrics;
+  if (
+    metrics !== undefined &&
+    (typeof metrics !== 'object' || metrics === null || typeof metrics.decision !== 'function')
+  ) {
+    throw new RateLimitConfigError(
+      `metrics must come from createPrometheusMetrics() or implement RateLimitMetrics, got ${describe(metrics)}`,
+      'metrics',
+    );
+  }
   const { memory, ownsMemory } = parseMemory(options.memory, options.clock);
   return {
     name,
@@ -191,6 +206,7 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
     clock,
     redisTime,
     logger,
+    metrics,
   };
 }
 

@@ -22,6 +22,7 @@ import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { Reconciler, type PendingHits } from './reconciler.js';
 import type { CounterState } from './algorithms/index.js';
+import type { RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
 
@@ -38,6 +39,13 @@ export interface RateLimiterEvents {
   storeError: [unknown];
   /** Hits admitted by memory during an outage, written back to Redis after it. */
   reconciled: [{ keys: number; hits: number; expired: number }];
+}
+
+// ioredis's wording for "not connected" names an option, not the problem.
+function describeFailure(reason: FallbackReason, error: unknown): string {
+  if (reason !== 'error' || !(error instanceof Error)) return reason;
+  if (error.message.includes("Stream isn't writeable")) return 'Redis is not connected';
+  return error.message;
 }
 
 const RECONCILE_BATCH = 100;
@@ -67,6 +75,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly breaker: StoreBreaker | undefined;
   private readonly disposers: Array<{ dispose(): void }> = [];
   private readonly reconciler: Reconciler;
+  private readonly metrics: RateLimitMetrics | undefined;
   private inOutage = false;
   private closed = false;
   /** Local clock minus Redis clock, from the latest Redis answer. */
@@ -87,6 +96,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
     this.reconciler = new Reconciler(this.memory.maxKeys);
+    this.metrics = config.metrics;
+    if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) this.warnOnDuplicateName();
 
     if (config.redis !== undefined) {
@@ -118,7 +129,21 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   }
 
   /** Counts `cost` units for `key` if they fit. A denied call counts nothing. */
-  async consume(key: string, cost = 1): Promise<RateLimitResult> {
+  consume(key: string, cost = 1): Promise<RateLimitResult> {
+    return this.metrics ? this.consumeObserved(this.metrics, key, cost) : this.decide(key, cost);
+  }
+
+  private async consumeObserved(
+    metrics: RateLimitMetrics,
+    key: string,
+    cost: number,
+  ): Promise<RateLimitResult> {
+    const result = await this.decide(key, cost);
+    metrics.decision(this.name, result.source, result.allowed);
+    return result;
+  }
+
+  private async decide(key: string, cost: number): Promise<RateLimitResult> {
     this.checkKey(key);
     this.checkCost(cost);
     const storageKey = this.name + '|' + toStorageKey(key);
@@ -131,14 +156,17 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const params = this.params(this.limit, cost, now);
     const store = this.redisStore;
     const redisKey = this.redisKey(storageKey);
+    const started = this.metrics ? performance.now() : 0;
     let decision: RedisDecision;
     try {
       decision = await this.breaker.execute(() =>
         withTimeout(store.consume(redisKey, params), this.config.timeoutMs),
       );
     } catch (error) {
+      this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
       return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
     }
+    this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     this.inOutage = false;
     if (this.failClosed) this.mirror(storageKey, decision);
     return this.fromRedis(key, decision);
@@ -254,7 +282,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (!this.inOutage) {
       this.inOutage = true;
       this.config.logger.warn(
-        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${reason}${error instanceof Error ? `: ${error.message}` : ''}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
+        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeFailure(reason, error)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
       );
     }
     this.emit('fallback', { source, key, reason });
@@ -325,6 +353,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         `resilient-rate-limit: '${this.name}' wrote ${hits} hits for ${keys} keys admitted during the outage back to Redis (${expired} windows had already ended)`,
       );
       this.emit('reconciled', { keys, hits, expired });
+      this.metrics?.reconciled(this.name, hits);
     }
   }
 

@@ -8,10 +8,14 @@ import { join } from 'node:path';
 
 const dir = mkdtempSync(join(tmpdir(), 'rrl-pack-'));
 try {
-  const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { encoding: 'utf8' });
+  const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], {
+    encoding: 'utf8',
+  });
   const tarball = join(dir, out.trim().split('\n').pop());
   execFileSync('npx', ['--no-install', 'publint', '--strict', tarball], { stdio: 'inherit' });
-  execFileSync('npx', ['--no-install', 'attw', '--profile', 'node16', tarball], { stdio: 'inherit' });
+  execFileSync('npx', ['--no-install', 'attw', '--profile', 'node16', tarball], {
+    stdio: 'inherit',
+  });
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

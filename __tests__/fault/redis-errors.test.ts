@@ -33,7 +33,9 @@ describe('RateLimiter when Redis restarts with its data lost', () => {
       await limiter.consume('k');
       await redis.restart();
       await ready(client);
-      await eventually(async () => (await client.script('EXISTS', DECIDE_SHA))[0] === 1);
+      await eventually(
+        async () => ((await client.script('EXISTS', DECIDE_SHA)) as number[])[0] === 1,
+      );
       const after = await limiter.consume('k');
       // The restart lost the counter; the script was loaded again on 'ready'.
       expect(after).toMatchObject({ source: 'redis', allowed: true, remaining: 1 });

@@ -2,6 +2,6 @@
 // tested side by side. @types/express describes 5.x; the surface the tests
 // use (app.use/get/set, req.ip, res.status/json) is the same in 4.x.
 declare module 'express4' {
-  import express = require('express');
-  export = express;
+  import express from 'express';
+  export default express;
 }

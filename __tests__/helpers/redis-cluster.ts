@@ -59,9 +59,14 @@ function run(file: string, args: string[], timeoutMs: number): Promise<string> {
 export interface RedisClusterOptions {
   /** Number of master nodes (no replicas); default 3. */
   masters?: number;
+  /**
+   * cluster-node-timeout; default 2000. Also sets how long a restarted master
+   * waits before reporting cluster_state:ok again (clamped to 500..5000 ms).
+   */
+  nodeTimeoutMs?: number;
 }
 
-async function startNode(dir: string): Promise<RedisProcess> {
+async function startNode(dir: string, nodeTimeoutMs: number): Promise<RedisProcess> {
   let lastError: unknown;
   // Ports are picked up front because the config file name embeds the port;
   // a port stolen between pick and bind just means trying a new pair.
@@ -81,7 +86,7 @@ async function startNode(dir: string): Promise<RedisProcess> {
           '--cluster-config-file',
           join(dir, `nodes-${port}.conf`),
           '--cluster-node-timeout',
-          '2000',
+          String(nodeTimeoutMs),
           '--cluster-port',
           String(busPort),
         ],
@@ -105,7 +110,9 @@ export class RedisCluster {
     const masters = options.masters ?? 3;
     if (masters < 3) throw new Error('redis-cli --cluster create needs at least 3 masters');
     const dir = mkdtempSync(join(tmpdir(), 'rrl-cluster-'));
-    const settled = await Promise.allSettled(Array.from({ length: masters }, () => startNode(dir)));
+    const settled = await Promise.allSettled(
+      Array.from({ length: masters }, () => startNode(dir, options.nodeTimeoutMs ?? 2000)),
+    );
     const nodes = settled.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
     const cluster = new RedisCluster(nodes, dir);
     try {

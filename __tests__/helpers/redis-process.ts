@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { runInThisContext } from 'node:vm';
 import { freePort } from './free-port.js';
 import { rawCommand, replyToText } from './resp.js';
 
@@ -25,6 +27,19 @@ const OUTPUT_TAIL_CHARS = 4000;
 const liveChildren = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
+// Jest hands each test file a copy of `process` whose 'exit' event never
+// fires; vm.runInThisContext evaluates in Node's main context, where
+// `process` is the real one.
+const hostProcess: NodeJS.Process = (() => {
+  try {
+    const candidate = runInThisContext('process') as NodeJS.Process | undefined;
+    if (candidate && typeof candidate.on === 'function') return candidate;
+  } catch {
+    // Fall through to the (possibly sandboxed) global.
+  }
+  return process;
+})();
+
 function killLeftovers(): void {
   for (const child of liveChildren) {
     try {
@@ -42,7 +57,7 @@ function killLeftovers(): void {
 function track(child: ChildProcess): void {
   liveChildren.add(child);
   if (!exitHookInstalled) {
-    process.on('exit', killLeftovers);
+    hostProcess.on('exit', killLeftovers);
     exitHookInstalled = true;
   }
 }
@@ -50,7 +65,7 @@ function track(child: ChildProcess): void {
 function untrack(child: ChildProcess): void {
   liveChildren.delete(child);
   if (liveChildren.size === 0 && exitHookInstalled) {
-    process.off('exit', killLeftovers);
+    hostProcess.off('exit', killLeftovers);
     exitHookInstalled = false;
   }
 }
@@ -123,7 +138,12 @@ export class RedisProcess {
 
   async kill(): Promise<void> {
     const child = this.child;
-    if (child && this.running) child.kill('SIGKILL');
+    if (child && this.running) {
+      // The handle is unref'd (see spawnOnce); without re-ref'ing, a script
+      // whose only pending work is this await could exit before 'exit' fires.
+      child.ref();
+      child.kill('SIGKILL');
+    }
     await this.exited;
   }
 
@@ -195,6 +215,12 @@ export class RedisProcess {
     this.frozen = false;
     this.outputTail = '';
     track(child);
+    // A test that forgets stop() must not keep jest (or a worker) alive: the
+    // event loop is allowed to drain, and the 'exit' hook above then kills
+    // the server. Polling timers keep us alive while we actually wait on it.
+    child.unref();
+    (child.stdout as Socket | null)?.unref();
+    (child.stderr as Socket | null)?.unref();
     const append = (chunk: Buffer): void => {
       this.outputTail = (this.outputTail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
     };

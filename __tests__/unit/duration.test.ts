@@ -111,15 +111,22 @@ describe('parseDuration', () => {
 
   it('never throws anything but RateLimitConfigError on arbitrary strings', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.stringMatching(/^[\d.]*\s*[a-z]{0,3}$/)), value => {
-        try {
-          const ms = parseDuration(value, 'window');
-          expect(Number.isSafeInteger(ms) && ms > 0).toBe(true);
-        } catch (error) {
-          expect(isRateLimitConfigError(error)).toBe(true);
-          expect((error as RateLimitConfigError).option).toBe('window');
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.string({ unit: 'binary' }),
+          fc.stringMatching(/^[\d.]*\s*[a-z]{0,3}$/),
+        ),
+        value => {
+          try {
+            const ms = parseDuration(value, 'window');
+            expect(Number.isSafeInteger(ms) && ms > 0).toBe(true);
+          } catch (error) {
+            expect(isRateLimitConfigError(error)).toBe(true);
+            expect((error as RateLimitConfigError).option).toBe('window');
+          }
+        },
+      ),
     );
   });
 

@@ -14,8 +14,16 @@ const brand = Symbol.for('resilient-rate-limit.error');
 
 describe('RateLimitError subclasses', () => {
   it.each([
-    [new RateLimitConfigError('limit must be a positive integer, got 0', 'limit'), 'RateLimitConfigError', 'ERR_RRL_CONFIG'],
-    [new RateLimitArgumentError('key must be a non-empty string'), 'RateLimitArgumentError', 'ERR_RRL_ARGUMENT'],
+    [
+      new RateLimitConfigError('limit must be a positive integer, got 0', 'limit'),
+      'RateLimitConfigError',
+      'ERR_RRL_CONFIG',
+    ],
+    [
+      new RateLimitArgumentError('key must be a non-empty string'),
+      'RateLimitArgumentError',
+      'ERR_RRL_ARGUMENT',
+    ],
     [new RateLimitCapacityError(1000), 'RateLimitCapacityError', 'ERR_RRL_CAPACITY'],
     [new RateLimitTimeoutError(100), 'RateLimitTimeoutError', 'ERR_RRL_TIMEOUT'],
     [new RateLimitStoreError('could not reset'), 'RateLimitStoreError', 'ERR_RRL_STORE'],

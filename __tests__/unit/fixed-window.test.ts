@@ -14,7 +14,12 @@ describe('fixedWindow', () => {
   it('opens the window at the first hit and lasts one window', () => {
     const state = fresh();
     const first = fixedWindow.decide(state, limits, 1, T0 + 123);
-    expect(first).toEqual({ allowed: true, remaining: 2, resetAt: T0 + 123 + 60_000, retryAfterMs: 0 });
+    expect(first).toEqual({
+      allowed: true,
+      remaining: 2,
+      resetAt: T0 + 123 + 60_000,
+      retryAfterMs: 0,
+    });
     expect(state).toEqual({ a: 1, b: T0 + 123, c: 0 });
     const later = fixedWindow.decide(state, limits, 1, T0 + 30_000);
     expect(later.resetAt).toBe(T0 + 123 + 60_000);
@@ -36,14 +41,22 @@ describe('fixedWindow', () => {
     expect(denied.allowed).toBe(false);
     expect(state).toEqual(before);
     // The one unit left is still there for a cheaper request.
-    expect(fixedWindow.decide(state, limits, 1, T0 + 2)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(fixedWindow.decide(state, limits, 1, T0 + 2)).toMatchObject({
+      allowed: true,
+      remaining: 0,
+    });
   });
 
   it('reports the time to the window end as retryAfterMs', () => {
     const state = fresh();
     for (let i = 0; i < 3; i++) fixedWindow.decide(state, limits, 1, T0);
     const denied = fixedWindow.decide(state, limits, 1, T0 + 45_000);
-    expect(denied).toEqual({ allowed: false, remaining: 0, resetAt: T0 + 60_000, retryAfterMs: 15_000 });
+    expect(denied).toEqual({
+      allowed: false,
+      remaining: 0,
+      resetAt: T0 + 60_000,
+      retryAfterMs: 15_000,
+    });
   });
 
   it('opens a new window once the old one has passed', () => {

@@ -69,8 +69,20 @@ describe('setStandardHeaders', () => {
 
   it('appends to the items earlier limiters set on the same response', () => {
     const res = realResponse();
-    setStandardHeaders(res, 'burst', policyItem('burst', 10, 1_000), result({ remaining: 9, resetAt: NOW + 1_000 }), NOW);
-    setStandardHeaders(res, 'daily', policyItem('daily', 1_000, 86_400_000), result({ remaining: 500, resetAt: NOW + 3_600_000 }), NOW);
+    setStandardHeaders(
+      res,
+      'burst',
+      policyItem('burst', 10, 1_000),
+      result({ remaining: 9, resetAt: NOW + 1_000 }),
+      NOW,
+    );
+    setStandardHeaders(
+      res,
+      'daily',
+      policyItem('daily', 1_000, 86_400_000),
+      result({ remaining: 500, resetAt: NOW + 3_600_000 }),
+      NOW,
+    );
     expect(res.getHeader('RateLimit-Policy')).toBe('"burst";q=10;w=1, "daily";q=1000;w=86400');
     expect(res.getHeader('RateLimit')).toBe('"burst";r=9;t=1, "daily";r=500;t=3600');
   });

@@ -110,9 +110,15 @@ describe('createIpKeyGenerator', () => {
   });
 
   it('groups IPv6 addresses by the subnet it was built with', () => {
-    expect(createIpKeyGenerator(56)(request('2001:db8:abcd:12ff::1'))).toBe('2001:db8:abcd:1200::/56');
-    expect(createIpKeyGenerator(64)(request('2001:db8:abcd:12ff::1'))).toBe('2001:db8:abcd:12ff::/64');
-    expect(createIpKeyGenerator(false)(request('2001:db8:abcd:12ff::1'))).toBe('2001:db8:abcd:12ff::1');
+    expect(createIpKeyGenerator(56)(request('2001:db8:abcd:12ff::1'))).toBe(
+      '2001:db8:abcd:1200::/56',
+    );
+    expect(createIpKeyGenerator(64)(request('2001:db8:abcd:12ff::1'))).toBe(
+      '2001:db8:abcd:12ff::/64',
+    );
+    expect(createIpKeyGenerator(false)(request('2001:db8:abcd:12ff::1'))).toBe(
+      '2001:db8:abcd:12ff::1',
+    );
   });
 
   it('throws RateLimitArgumentError for a request without an address', () => {

@@ -1,5 +1,9 @@
 import { RateLimitConfigError, isRateLimitConfigError } from '../../lib/errors.js';
-import { parseLimiterOptions, rejectUnknownOptions, type RateLimiterOptions } from '../../lib/options.js';
+import {
+  parseLimiterOptions,
+  rejectUnknownOptions,
+  type RateLimiterOptions,
+} from '../../lib/options.js';
 import { RateLimiter } from '../../lib/rate-limiter.js';
 import { systemClock } from '../../lib/clock.js';
 import { MemoryStore } from '../../lib/stores/memory-store.js';
@@ -44,8 +48,13 @@ describe('RateLimiter options', () => {
     ["prefix with '{'", { prefix: 'rl:{' }, 'prefix', 'got "rl:{"'],
     ["prefix with '}'", { prefix: 'rl}:' }, 'prefix', 'got "rl}:"'],
     ['prefix 42', { prefix: 42 }, 'prefix', 'got 42'],
-    ['prefix over 128 characters', { prefix: 'p'.repeat(129) }, 'prefix', `got "${'p'.repeat(129)}"`],
-    ['name with \'"\'', { name: 'a"b' }, 'name', 'got "a\\"b"'],
+    [
+      'prefix over 128 characters',
+      { prefix: 'p'.repeat(129) },
+      'prefix',
+      `got "${'p'.repeat(129)}"`,
+    ],
+    ["name with '\"'", { name: 'a"b' }, 'name', 'got "a\\"b"'],
     ["name with '{'", { name: 'a{b' }, 'name', 'got "a{b"'],
     ["name with '}'", { name: 'a}b' }, 'name', 'got "a}b"'],
     ["name with '|'", { name: 'a|b' }, 'name', 'got "a|b"'],
@@ -57,12 +66,22 @@ describe('RateLimiter options', () => {
     ['name 42', { name: 42 }, 'name', 'got 42'],
     ['breaker 5', { breaker: 5 }, 'breaker', 'got 5'],
     ['breaker {threshold: 0}', { breaker: { threshold: 0 } }, 'breaker.threshold', 'got 0'],
-    ["breaker {halfOpenAfter: 'x'}", { breaker: { halfOpenAfter: 'x' } }, 'breaker.halfOpenAfter', 'got "x"'],
+    [
+      "breaker {halfOpenAfter: 'x'}",
+      { breaker: { halfOpenAfter: 'x' } },
+      'breaker.halfOpenAfter',
+      'got "x"',
+    ],
     ['breaker with an unknown key', { breaker: { threshhold: 3 } }, 'threshhold', "'threshhold'"],
     ['memory 5', { memory: 5 }, 'memory', 'got 5'],
     ['memory {maxKeys: 0}', { memory: { maxKeys: 0 } }, 'memory.maxKeys', 'got 0'],
     ['memory {maxKeys: 1.5}', { memory: { maxKeys: 1.5 } }, 'memory.maxKeys', 'got 1.5'],
-    ["memory {whenFull: 'drop'}", { memory: { whenFull: 'drop' } }, 'memory.whenFull', 'got "drop"'],
+    [
+      "memory {whenFull: 'drop'}",
+      { memory: { whenFull: 'drop' } },
+      'memory.whenFull',
+      'got "drop"',
+    ],
     ['memory with an unknown key', { memory: { max: 10 } }, 'max', "'max'"],
     ['redis 42', { redis: 42 }, 'redis', 'got 42'],
     ['redis {}', { redis: {} }, 'redis', 'got {}'],
@@ -115,8 +134,8 @@ describe('RateLimiter options', () => {
       window: '1m',
       failClosed: false,
       algorithm: 'token-bucket',
-      timeout: '250ms',
-      breaker: { threshold: 3, halfOpenAfter: '10s' },
+      timeout: 250,
+      breaker: { threshold: 3, halfOpenAfter: 10_000 },
       memory: { maxKeys: 50, whenFull: 'reject' },
       fallbackLimit: 4,
       prefix: 'app:rl:',
@@ -200,8 +219,11 @@ describe('parseLimiterOptions', () => {
     );
     const client = { evalsha: () => {}, eval: () => {}, on: () => {} };
     expect(
-      parseLimiterOptions({ limit: 1, window: 1, redis: client as unknown as RateLimiterOptions['redis'] })
-        .redis,
+      parseLimiterOptions({
+        limit: 1,
+        window: 1,
+        redis: client as unknown as RateLimiterOptions['redis'],
+      }).redis,
     ).toBe(client);
   });
 

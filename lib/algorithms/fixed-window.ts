@@ -22,15 +22,8 @@ export const fixedWindow: Algorithm = {
       start = now;
     }
     const resetAt = start + windowMs;
-    if (cost === 0) {
-      return {
-        allowed: count < limit,
-        remaining: Math.max(0, limit - count),
-        resetAt,
-        retryAfterMs: 0,
-      };
-    }
-    if (count + cost > limit) {
+    // A read (cost 0) answers for a request of one unit, without counting it.
+    if (count + Math.max(cost, 1) > limit) {
       return {
         allowed: false,
         remaining: Math.max(0, limit - count),
@@ -38,6 +31,7 @@ export const fixedWindow: Algorithm = {
         retryAfterMs: resetAt - now,
       };
     }
+    if (cost === 0) return { allowed: true, remaining: limit - count, resetAt, retryAfterMs: 0 };
     state.a = count + cost;
     state.b = start;
     return { allowed: true, remaining: limit - count - cost, resetAt, retryAfterMs: 0 };

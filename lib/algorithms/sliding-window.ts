@@ -27,22 +27,17 @@ export const slidingWindow: Algorithm = {
     const weighted = Math.ceil((previous * (windowMs - elapsed)) / windowMs);
     const used = current + weighted;
     const resetAt = start + windowMs;
-    if (cost === 0) {
-      return {
-        allowed: used < limit,
-        remaining: Math.max(0, limit - used),
-        resetAt,
-        retryAfterMs: 0,
-      };
-    }
-    if (used + cost > limit) {
+    // A read (cost 0) answers for a request of one unit, without counting it.
+    const units = Math.max(cost, 1);
+    if (used + units > limit) {
       return {
         allowed: false,
         remaining: Math.max(0, limit - used),
         resetAt,
-        retryAfterMs: retryAfter(current, previous, limit, windowMs, cost, start, now),
+        retryAfterMs: retryAfter(current, previous, limit, windowMs, units, start, now),
       };
     }
+    if (cost === 0) return { allowed: true, remaining: limit - used, resetAt, retryAfterMs: 0 };
     state.a = current + cost;
     state.b = start;
     state.c = previous;

@@ -20,13 +20,14 @@ export const tokenBucket: Algorithm = {
       frac = 0;
     }
     const capacity = windowMs * limit;
-    frac += cost * windowMs;
-    tat += Math.floor(frac / limit);
-    frac %= limit;
-    const backlog = (tat - now) * limit + frac;
+    const prior = (tat - now) * limit + frac;
+    // A read (cost 0) answers for a request of one unit, without counting it.
+    let nextFrac = frac + Math.max(cost, 1) * windowMs;
+    const nextTat = tat + Math.floor(nextFrac / limit);
+    nextFrac %= limit;
+    const backlog = (nextTat - now) * limit + nextFrac;
     if (backlog > capacity) {
-      const prior = backlog - cost * windowMs;
-      const retryAt = tat - windowMs + Math.ceil(frac / limit);
+      const retryAt = nextTat - windowMs + Math.ceil(nextFrac / limit);
       return {
         allowed: false,
         remaining: Math.max(0, Math.floor((capacity - prior) / windowMs)),
@@ -34,12 +35,18 @@ export const tokenBucket: Algorithm = {
         retryAfterMs: retryAt - now,
       };
     }
-    const remaining = Math.floor((capacity - backlog) / windowMs);
-    const fullAt = tat + (frac > 0 ? 1 : 0);
-    if (cost === 0) return { allowed: remaining > 0, remaining, resetAt: fullAt, retryAfterMs: 0 };
-    state.a = tat;
-    state.b = frac;
-    return { allowed: true, remaining, resetAt: fullAt, retryAfterMs: 0 };
+    if (cost === 0) {
+      const remaining = Math.floor((capacity - prior) / windowMs);
+      return { allowed: true, remaining, resetAt: tat + (frac > 0 ? 1 : 0), retryAfterMs: 0 };
+    }
+    state.a = nextTat;
+    state.b = nextFrac;
+    return {
+      allowed: true,
+      remaining: Math.floor((capacity - backlog) / windowMs),
+      resetAt: nextTat + (nextFrac > 0 ? 1 : 0),
+      retryAfterMs: 0,
+    };
   },
   expiresAt(state: CounterState): number {
     return state.a + (state.b > 0 ? 1 : 0);

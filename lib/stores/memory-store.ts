@@ -23,6 +23,44 @@ class Entry implements CounterState {
   b = 0;
   c = 0;
   expiresAt = 0;
+  exhausted = false;
+  prev: Entry | undefined = undefined;
+  next: Entry | undefined = undefined;
+  constructor(readonly key: string) {}
+}
+
+/**
+ * A doubly linked list in recency order, oldest first. Map iteration order
+ * would give the same order for free, but taking the oldest key of a V8 Map
+ * walks over every slot deleted before it, which made eviction O(maxKeys).
+ */
+class RecencyList {
+  private head: Entry | undefined;
+  private tail: Entry | undefined;
+
+  push(entry: Entry): void {
+    entry.prev = this.tail;
+    entry.next = undefined;
+    if (this.tail) this.tail.next = entry;
+    else this.head = entry;
+    this.tail = entry;
+  }
+
+  remove(entry: Entry): void {
+    if (entry.prev) entry.prev.next = entry.next;
+    else if (this.head === entry) this.head = entry.next;
+    if (entry.next) entry.next.prev = entry.prev;
+    else if (this.tail === entry) this.tail = entry.prev;
+    entry.prev = entry.next = undefined;
+  }
+
+  oldest(): Entry | undefined {
+    return this.head;
+  }
+
+  clear(): void {
+    this.head = this.tail = undefined;
+  }
 }
 
 const DEFAULT_MAX_KEYS = 10_000;
@@ -32,18 +70,19 @@ const DEFAULT_SWEEP_MS = 10_000;
  * Bounded in-memory counters: the fallback during Redis outages, and the only
  * store in memory-only mode. O(1) per decision.
  *
- * Entries live in two insertion-ordered maps used as LRU lists: `open` keys
- * and `exhausted` keys (their last decision left nothing). Eviction takes the
- * oldest open key first, so a flood of new keys cannot push a blocked client
- * out of memory and hand it a fresh quota.
+ * Entries sit in one of two recency lists: `open` keys and `exhausted` keys
+ * (their last decision left nothing). Eviction takes the least recently used
+ * open key first, so a flood of new keys cannot push a blocked client out of
+ * memory and hand it a fresh quota.
  */
 export class MemoryStore implements RateLimitStore {
   readonly maxKeys: number;
   readonly whenFull: 'evict' | 'reject';
   private readonly clock: Clock;
   private readonly sweepIntervalMs: number;
-  private readonly open = new Map<string, Entry>();
-  private readonly exhausted = new Map<string, Entry>();
+  private readonly entries = new Map<string, Entry>();
+  private readonly open = new RecencyList();
+  private readonly exhausted = new RecencyList();
   private timer: ReturnType<typeof setInterval> | undefined;
   private lastSweep = 0;
   private closed = false;
@@ -85,7 +124,7 @@ export class MemoryStore implements RateLimitStore {
 
   /** Keys currently held. */
   get size(): number {
-    return this.open.size + this.exhausted.size;
+    return this.entries.size;
   }
 
   consume(key: string, params: DecisionParams): Decision {
@@ -93,13 +132,12 @@ export class MemoryStore implements RateLimitStore {
     let entry = this.lookup(key, now);
     if (entry === undefined) {
       this.makeRoom(now);
-      entry = new Entry();
-      this.open.set(key, entry);
+      entry = this.insert(key);
     }
     const algorithm = algorithms[params.algorithm];
     const decision = algorithm.decide(entry, params, params.cost, now);
     entry.expiresAt = algorithm.expiresAt(entry, params);
-    this.file(key, entry, !decision.allowed || decision.remaining === 0);
+    this.file(entry, !decision.allowed || decision.remaining === 0);
     return decision;
   }
 
@@ -116,28 +154,25 @@ export class MemoryStore implements RateLimitStore {
   mirror(key: string, state: CounterState, params: DecisionParams, exhausted: boolean): void {
     let entry = this.lookup(key, params.now);
     if (entry === undefined) {
-      if (this.size >= this.maxKeys && !this.evictOpen()) return;
-      entry = new Entry();
-      this.open.set(key, entry);
+      if (this.size >= this.maxKeys && !this.evictOldest(this.open)) return;
+      entry = this.insert(key);
     }
     entry.a = state.a;
     entry.b = state.b;
     entry.c = state.c;
     entry.expiresAt = algorithms[params.algorithm].expiresAt(entry, params);
-    this.file(key, entry, exhausted);
+    this.file(entry, exhausted);
   }
 
   reset(key: string): void {
-    this.open.delete(key);
-    this.exhausted.delete(key);
+    const entry = this.entries.get(key);
+    if (entry) this.drop(entry);
   }
 
   /** Drops every entry whose window has passed. Runs on a timer as well. */
   sweep(now = this.clock.now()): void {
     this.lastSweep = now;
-    for (const map of [this.open, this.exhausted]) {
-      for (const [key, entry] of map) if (entry.expiresAt <= now) map.delete(key);
-    }
+    for (const entry of this.entries.values()) if (entry.expiresAt <= now) this.drop(entry);
   }
 
   /** Stops the sweep timer and drops every entry. */
@@ -145,30 +180,35 @@ export class MemoryStore implements RateLimitStore {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    this.entries.clear();
     this.open.clear();
     this.exhausted.clear();
   }
 
   private lookup(key: string, now: number): Entry | undefined {
-    let entry = this.open.get(key);
-    let map = this.open;
-    if (entry === undefined) {
-      entry = this.exhausted.get(key);
-      map = this.exhausted;
-      if (entry === undefined) return undefined;
-    }
-    if (entry.expiresAt <= now) {
-      map.delete(key);
-      return undefined;
-    }
+    const entry = this.entries.get(key);
+    if (entry === undefined || entry.expiresAt > now) return entry;
+    this.drop(entry);
+    return undefined;
+  }
+
+  private insert(key: string): Entry {
+    const entry = new Entry(key);
+    this.entries.set(key, entry);
+    this.open.push(entry);
     return entry;
   }
 
+  private drop(entry: Entry): void {
+    this.entries.delete(entry.key);
+    (entry.exhausted ? this.exhausted : this.open).remove(entry);
+  }
+
   // Moves the entry to the most recently used end of the list it belongs in.
-  private file(key: string, entry: Entry, exhausted: boolean): void {
-    this.open.delete(key);
-    this.exhausted.delete(key);
-    (exhausted ? this.exhausted : this.open).set(key, entry);
+  private file(entry: Entry, exhausted: boolean): void {
+    (entry.exhausted ? this.exhausted : this.open).remove(entry);
+    entry.exhausted = exhausted;
+    (exhausted ? this.exhausted : this.open).push(entry);
     if (this.timer === undefined && !this.closed) this.startTimer();
   }
 
@@ -181,17 +221,13 @@ export class MemoryStore implements RateLimitStore {
       if (this.size >= this.maxKeys) throw new RateLimitCapacityError(1000);
       return;
     }
-    if (!this.evictOpen()) {
-      const oldest = this.exhausted.keys().next();
-      if (!oldest.done) this.exhausted.delete(oldest.value);
-      this.evictions++;
-    }
+    if (!this.evictOldest(this.open)) this.evictOldest(this.exhausted);
   }
 
-  private evictOpen(): boolean {
-    const oldest = this.open.keys().next();
-    if (oldest.done) return false;
-    this.open.delete(oldest.value);
+  private evictOldest(list: RecencyList): boolean {
+    const oldest = list.oldest();
+    if (oldest === undefined) return false;
+    this.drop(oldest);
     this.evictions++;
     return true;
   }

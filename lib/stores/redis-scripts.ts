@@ -42,6 +42,8 @@ local allowed = false
 local remaining, resetAt, retry, expiresAt
 local write = false
 
+-- A read (cost 0) answers for a request of one unit, without counting it.
+local units = math.max(cost, 1)
 if algo == 'f' then
   if a == 0 or now >= b + window then
     a = 0
@@ -49,12 +51,12 @@ if algo == 'f' then
   end
   resetAt = b + window
   retry = 0
-  if cost == 0 then
-    allowed = a < limit
-    remaining = math.max(0, limit - a)
-  elseif a + cost > limit then
+  if a + units > limit then
     remaining = math.max(0, limit - a)
     retry = resetAt - now
+  elseif cost == 0 then
+    allowed = true
+    remaining = limit - a
   else
     a = a + cost
     allowed = true
@@ -74,12 +76,9 @@ elseif algo == 's' then
   local used = cur + math.ceil(prev * (window - (now - start)) / window)
   resetAt = start + window
   retry = 0
-  if cost == 0 then
-    allowed = used < limit
+  if used + units > limit then
     remaining = math.max(0, limit - used)
-  elseif used + cost > limit then
-    remaining = math.max(0, limit - used)
-    local room = limit - cur - cost
+    local room = limit - cur - units
     local at = nil
     if room >= 0 and prev > 0 then
       at = start + window - math.floor(room * window / prev)
@@ -89,12 +88,15 @@ elseif algo == 's' then
       retry = at - now
     else
       if cur > 0 then
-        at = start + 2 * window - math.floor((limit - cost) * window / cur)
+        at = start + 2 * window - math.floor((limit - units) * window / cur)
       else
         at = start + window
       end
       retry = math.max(1, math.max(at, start + window) - now)
     end
+  elseif cost == 0 then
+    allowed = true
+    remaining = limit - used
   else
     a = cur + cost
     b = start
@@ -111,29 +113,30 @@ else
     frac = 0
   end
   local capacity = window * limit
-  frac = frac + cost * window
-  tat = tat + math.floor(frac / limit)
-  frac = frac % limit
-  local backlog = (tat - now) * limit + frac
+  local prior = (tat - now) * limit + frac
+  local nextFrac = frac + units * window
+  local nextTat = tat + math.floor(nextFrac / limit)
+  nextFrac = nextFrac % limit
+  local backlog = (nextTat - now) * limit + nextFrac
   retry = 0
   if backlog > capacity then
-    local prior = backlog - cost * window
-    local retryAt = tat - window + math.ceil(frac / limit)
+    local retryAt = nextTat - window + math.ceil(nextFrac / limit)
     remaining = math.max(0, math.floor((capacity - prior) / window))
     resetAt = retryAt
     retry = retryAt - now
-  else
-    remaining = math.floor((capacity - backlog) / window)
+  elseif cost == 0 then
+    allowed = true
+    remaining = math.floor((capacity - prior) / window)
     resetAt = tat
     if frac > 0 then resetAt = tat + 1 end
-    if cost == 0 then
-      allowed = remaining > 0
-    else
-      allowed = true
-      a = tat
-      b = frac
-      write = true
-    end
+  else
+    allowed = true
+    remaining = math.floor((capacity - backlog) / window)
+    a = nextTat
+    b = nextFrac
+    resetAt = a
+    if b > 0 then resetAt = a + 1 end
+    write = true
   end
   expiresAt = a
   if b > 0 then expiresAt = a + 1 end
