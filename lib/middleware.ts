@@ -13,10 +13,11 @@ import {
   type HeaderMode,
 } from './headers.js';
 import { createIpKeyGenerator } from './key-generator.js';
+import { createProxyCheck } from './proxy-check.js';
 import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
 import { RateLimiter } from './rate-limiter.js';
-import type { RateLimitResult } from './types.js';
+import type { Logger, RateLimitResult } from './types.js';
 
 type Awaitable<T> = T | Promise<T>;
 export type NextFunction = (error?: unknown) => void;
@@ -109,7 +110,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
       'cost',
     );
   }
-  const keyFor = key ?? (createIpKeyGenerator(ipv6Subnet) as (req: Req) => string);
+  const keyFor = key ?? defaultKey<Req>(ipv6Subnet, limiterOptions.logger ?? console);
   const legacy = headers === 'legacy' || headers === 'both';
   const standard = headers === 'standard' || headers === 'both';
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
@@ -181,6 +182,18 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     limiter,
     reset: (id: string) => limiter.reset(id),
   });
+}
+
+function defaultKey<Req extends IncomingMessage>(
+  ipv6Subnet: number | false,
+  logger: Logger,
+): (req: Req) => string {
+  const ipKeyOf = createIpKeyGenerator(ipv6Subnet);
+  const checkProxy = createProxyCheck(logger);
+  return req => {
+    checkProxy(req);
+    return ipKeyOf(req);
+  };
 }
 
 function checkFunction(value: unknown, option: string): void {
