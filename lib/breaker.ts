@@ -5,6 +5,7 @@ import {
   handleAll,
   type CircuitBreakerPolicy,
 } from 'cockatiel';
+import { clusterSlot } from './cluster-slot.js';
 import { RateLimitConfigError } from './errors.js';
 import type { BreakerOptions } from './options.js';
 import type { Logger } from './types.js';
@@ -58,18 +59,116 @@ export class StoreBreaker {
   }
 }
 
-const shared = new WeakMap<object, StoreBreaker>();
+/** What a limiter hears from the breakers of its Redis client. */
+export type BreakerListener = {
+  open(node: string): void;
+  halfOpen(node: string): void;
+  close(node: string): void;
+};
+
+type ClusterLike = { isCluster?: boolean; slots?: string[][] };
+
+const SEVERITY = { closed: 0, 'half-open': 1, open: 2, isolated: 3 } as const;
 
 /**
- * The breaker for `client`: one per client, shared by every limiter on it, so
- * one dead Redis opens one breaker. A passed policy is used as is.
+ * The breakers of one Redis client. A single node has one. A Cluster has one
+ * per master, so a dead shard opens its own breaker while the other shards
+ * keep deciding in Redis. A policy passed in by the caller is used as the one
+ * breaker, whatever the client.
  */
-export function acquireBreaker(
+export class BreakerRegistry {
+  private readonly single: StoreBreaker | undefined;
+  private readonly perNode = new Map<string, StoreBreaker>();
+  private readonly listeners = new Set<BreakerListener>();
+
+  constructor(
+    private readonly client: object,
+    readonly options: Required<BreakerOptions> | undefined,
+    policy: CircuitBreakerPolicy | undefined,
+    private readonly logger: Logger,
+  ) {
+    if (policy) this.single = this.wire(new StoreBreaker(policy, undefined, undefined), 'redis');
+    else if ((client as ClusterLike).isCluster !== true) this.single = this.create('redis');
+  }
+
+  /** The breaker guarding the node that holds `redisKey`. */
+  forKey(redisKey: string): StoreBreaker {
+    if (this.single) return this.single;
+    const slots = (this.client as ClusterLike).slots;
+    const node = slots?.[clusterSlot(redisKey)]?.[0] ?? 'unassigned';
+    let breaker = this.perNode.get(node);
+    if (!breaker) {
+      breaker = this.create(node);
+      this.perNode.set(node, breaker);
+    }
+    return breaker;
+  }
+
+  /** The worst state among this client's breakers. */
+  get state(): StoreBreaker['state'] {
+    if (this.single) return this.single.state;
+    let worst: StoreBreaker['state'] = 'closed';
+    for (const breaker of this.perNode.values()) {
+      if (SEVERITY[breaker.state] > SEVERITY[worst]) worst = breaker.state;
+    }
+    return worst;
+  }
+
+  subscribe(listener: BreakerListener): { dispose(): void } {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  }
+
+  private create(node: string): StoreBreaker {
+    const options = this.options as Required<BreakerOptions>;
+    const policy = circuitBreaker(handleAll, {
+      halfOpenAfter: options.halfOpenAfter,
+      breaker: new ConsecutiveBreaker(options.threshold),
+    });
+    const where = node === 'redis' ? 'Redis' : `Redis node ${node}`;
+    let probing = false;
+    policy.onBreak(() => {
+      const why = probing
+        ? 'the half-open probe failed'
+        : `${options.threshold} consecutive failures`;
+      probing = false;
+      this.logger.warn(
+        `resilient-rate-limit: ${where} circuit breaker opened after ${why}; deciding locally for ${options.halfOpenAfter} ms`,
+      );
+    });
+    policy.onHalfOpen(() => {
+      probing = true;
+      this.logger.info(`resilient-rate-limit: ${where} circuit breaker half-open: probing Redis`);
+    });
+    policy.onReset(() => {
+      probing = false;
+      this.logger.info(
+        `resilient-rate-limit: ${where} circuit breaker closed: deciding in Redis again`,
+      );
+    });
+    return this.wire(new StoreBreaker(policy, options.halfOpenAfter, options), node);
+  }
+
+  private wire(breaker: StoreBreaker, node: string): StoreBreaker {
+    breaker.policy.onBreak(() => this.listeners.forEach(l => l.open(node)));
+    breaker.policy.onHalfOpen(() => this.listeners.forEach(l => l.halfOpen(node)));
+    breaker.policy.onReset(() => this.listeners.forEach(l => l.close(node)));
+    return breaker;
+  }
+}
+
+const shared = new WeakMap<object, BreakerRegistry>();
+
+/**
+ * The breakers for `client`, shared by every limiter on it, so one dead Redis
+ * opens one breaker. A passed policy gets a registry of its own.
+ */
+export function acquireBreakers(
   client: object,
   breaker: Required<BreakerOptions> | CircuitBreakerPolicy,
   logger: Logger,
-): StoreBreaker {
-  if (!isOptions(breaker)) return new StoreBreaker(breaker, undefined, undefined);
+): BreakerRegistry {
+  if (!isOptions(breaker)) return new BreakerRegistry(client, undefined, breaker, logger);
   const existing = shared.get(client);
   if (existing) {
     const theirs = existing.options;
@@ -84,29 +183,7 @@ export function acquireBreaker(
     }
     return existing;
   }
-  const policy = circuitBreaker(handleAll, {
-    halfOpenAfter: breaker.halfOpenAfter,
-    breaker: new ConsecutiveBreaker(breaker.threshold),
-  });
-  let probing = false;
-  policy.onBreak(() => {
-    const why = probing
-      ? 'the half-open probe failed'
-      : `${breaker.threshold} consecutive failures`;
-    probing = false;
-    logger.warn(
-      `resilient-rate-limit: Redis circuit breaker opened after ${why}; deciding locally for ${breaker.halfOpenAfter} ms`,
-    );
-  });
-  policy.onHalfOpen(() => {
-    probing = true;
-    logger.info('resilient-rate-limit: Redis circuit breaker half-open: probing Redis');
-  });
-  policy.onReset(() => {
-    probing = false;
-    logger.info('resilient-rate-limit: Redis circuit breaker closed: deciding in Redis again');
-  });
-  const created = new StoreBreaker(policy, breaker.halfOpenAfter, breaker);
+  const created = new BreakerRegistry(client, breaker, undefined, logger);
   shared.set(client, created);
   return created;
 }

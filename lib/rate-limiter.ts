@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
-import { acquireBreaker, type StoreBreaker } from './breaker.js';
+import { acquireBreakers, type BreakerRegistry, type StoreBreaker } from './breaker.js';
 import { describe } from './duration.js';
 import {
   RateLimitArgumentError,
@@ -72,7 +72,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   readonly memory: MemoryStore;
   private readonly config: LimiterConfig;
   private readonly redisStore: RedisStore | undefined;
-  private readonly breaker: StoreBreaker | undefined;
+  private readonly breakers: BreakerRegistry | undefined;
   private readonly disposers: Array<{ dispose(): void }> = [];
   private readonly reconciler: Reconciler;
   private readonly metrics: RateLimitMetrics | undefined;
@@ -108,16 +108,17 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         client = config.redis;
         warnIfOfflineQueue(client, config.logger);
       }
-      this.breaker = acquireBreaker(client, config.breaker, config.logger);
+      this.breakers = acquireBreakers(client, config.breaker, config.logger);
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
-      const { policy } = this.breaker;
       this.disposers.push(
-        policy.onBreak(() => this.emit('breakerOpen')),
-        policy.onHalfOpen(() => this.emit('breakerHalfOpen')),
-        policy.onReset(() => {
-          this.inOutage = false;
-          this.emit('breakerClose');
-          void this.reconcile();
+        this.breakers.subscribe({
+          open: () => this.emit('breakerOpen'),
+          halfOpen: () => this.emit('breakerHalfOpen'),
+          close: () => {
+            this.inOutage = false;
+            this.emit('breakerClose');
+            void this.reconcile();
+          },
         }),
       );
     }
@@ -125,7 +126,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   /** The Redis breaker's state; `undefined` in memory-only mode. */
   get breakerState(): StoreBreaker['state'] | undefined {
-    return this.breaker?.state;
+    return this.breakers?.state;
   }
 
   /** Counts `cost` units for `key` if they fit. A denied call counts nothing. */
@@ -148,18 +149,19 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.checkCost(cost);
     const storageKey = this.name + '|' + toStorageKey(key);
     const now = this.config.clock.now();
-    if (this.redisStore === undefined || this.breaker === undefined) {
+    if (this.redisStore === undefined || this.breakers === undefined) {
       return this.decideInMemory(key, storageKey, cost, this.limit, now);
     }
-    if (this.breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
+    const redisKey = this.redisKey(storageKey);
+    const breaker = this.breakers.forKey(redisKey);
+    if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
 
     const params = this.params(this.limit, cost, now);
     const store = this.redisStore;
-    const redisKey = this.redisKey(storageKey);
     const started = this.metrics ? performance.now() : 0;
     let decision: RedisDecision;
     try {
-      decision = await this.breaker.execute(() =>
+      decision = await breaker.execute(() =>
         withTimeout(store.consume(redisKey, params), this.config.timeoutMs),
       );
     } catch (error) {
@@ -194,12 +196,13 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
     const now = this.config.clock.now();
-    if (this.redisStore && this.breaker && !this.breaker.shouldSkip()) {
+    const redisKey = this.redisKey(storageKey);
+    const breaker = this.breakers?.forKey(redisKey);
+    if (this.redisStore && breaker && !breaker.shouldSkip()) {
       const store = this.redisStore;
       const params = this.params(this.limit, 0, now);
-      const redisKey = this.redisKey(storageKey);
       try {
-        const decision = await this.breaker.execute(() =>
+        const decision = await breaker.execute(() =>
           withTimeout(store.get(redisKey, params), this.config.timeoutMs),
         );
         return decision && this.fromRedis(key, decision);
@@ -221,16 +224,17 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const storageKey = this.name + '|' + toStorageKey(key);
     this.memory.reset(storageKey);
     this.reconciler.forget(storageKey);
-    if (!this.redisStore || !this.breaker) return;
-    if (this.breaker.shouldSkip()) {
+    if (!this.redisStore || !this.breakers) return;
+    const redisKey = this.redisKey(storageKey);
+    const breaker = this.breakers.forKey(redisKey);
+    if (breaker.shouldSkip()) {
       throw new RateLimitStoreError(
         `could not reset '${key}' in Redis: the circuit breaker is open`,
       );
     }
     const store = this.redisStore;
-    const redisKey = this.redisKey(storageKey);
     try {
-      await this.breaker.execute(() => withTimeout(store.reset(redisKey), this.config.timeoutMs));
+      await breaker.execute(() => withTimeout(store.reset(redisKey), this.config.timeoutMs));
     } catch (error) {
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });
     }
