@@ -44,7 +44,7 @@ export type RateLimitOptions<Req extends IncomingMessage = IncomingMessage> = Ra
 };
 
 export interface RateLimitMiddleware<Req extends IncomingMessage = IncomingMessage> {
-  (req: Req, res: ServerResponse, next: NextFunction): Promise<void>;
+  (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void>;
   /** The limiter behind this middleware. */
   readonly limiter: RateLimiter;
   /** Forgets `key`'s counters (memory and Redis). */
@@ -128,20 +128,50 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     }
   };
 
-  const middleware = async (req: Req, res: ServerResponse, next: NextFunction): Promise<void> => {
-    let result: RateLimitResult;
-    try {
-      if (skip !== undefined && (await skip(req)) === true) {
-        next();
-        return;
+  // The steps below stay synchronous unless a user function or Redis returns
+  // a promise: no promise, closure or microtask per request otherwise.
+  const respond = (req: Req, res: ServerResponse, next: NextFunction, result: RateLimitResult) => {
+    (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
+    sendHeaders(res, result);
+    if (result.allowed) {
+      next();
+    } else if (handler) {
+      // Express 4 and Connect do not catch errors from async middleware.
+      try {
+        const handled = handler(req, res, next, result);
+        if (isPromise(handled)) return handled.then(undefined, next);
+      } catch (error) {
+        next(error);
       }
-      const id: unknown = await keyFor(req);
+    } else {
+      sendTooManyRequests(res, limiter.name, result.retryAfterMs);
+    }
+    return undefined;
+  };
+
+  const fail = (res: ServerResponse, next: NextFunction, error: unknown): void => {
+    if (isRateLimitCapacityError(error)) {
+      if (headers !== false) setSourceHeader(res, 'memory');
+      sendReducedCapacity(res, limiter.name, error.retryAfterMs);
+    } else {
+      next(error);
+    }
+  };
+
+  const decide = (
+    req: Req,
+    res: ServerResponse,
+    next: NextFunction,
+    id: unknown,
+    units: unknown,
+  ): void | Promise<void> => {
+    let result: RateLimitResult | Promise<RateLimitResult>;
+    try {
       if (typeof id !== 'string' || id === '') {
         throw new RateLimitArgumentError(
           `key() must return a non-empty string, got ${describe(id)}`,
         );
       }
-      const units: unknown = typeof cost === 'function' ? await cost(req) : cost;
       if (
         typeof units !== 'number' ||
         !Number.isSafeInteger(units) ||
@@ -152,30 +182,60 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
           `cost() must return a whole number from 1 to the limit (${limiter.limit}), got ${describe(units)}`,
         );
       }
-      result = await limiter.consume(id, units);
+      result = limiter.decide(id, units);
     } catch (error) {
-      if (isRateLimitCapacityError(error)) {
-        if (headers !== false) setSourceHeader(res, 'memory');
-        sendReducedCapacity(res, limiter.name, error.retryAfterMs);
-        return;
-      }
+      fail(res, next, error);
+      return undefined;
+    }
+    if (!isPromise(result)) return respond(req, res, next, result);
+    return result.then(
+      settled => respond(req, res, next, settled),
+      (error: unknown) => fail(res, next, error),
+    );
+  };
+
+  const withCost = (
+    req: Req,
+    res: ServerResponse,
+    next: NextFunction,
+    id: unknown,
+  ): void | Promise<void> => {
+    let units: unknown;
+    try {
+      units = typeof cost === 'function' ? cost(req) : cost;
+    } catch (error) {
       next(error);
-      return;
+      return undefined;
     }
-    (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
-    sendHeaders(res, result);
-    if (result.allowed) {
-      next();
-    } else if (handler) {
-      // Express 4 and Connect do not catch errors from async middleware.
-      try {
-        await handler(req, res, next, result);
-      } catch (error) {
-        next(error);
-      }
-    } else {
-      sendTooManyRequests(res, limiter.name, result.retryAfterMs);
+    if (isPromise(units)) return units.then(resolved => decide(req, res, next, id, resolved), next);
+    return decide(req, res, next, id, units);
+  };
+
+  const limit = (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void> => {
+    let id: unknown;
+    try {
+      id = keyFor(req);
+    } catch (error) {
+      next(error);
+      return undefined;
     }
+    if (isPromise(id)) return id.then(resolved => withCost(req, res, next, resolved), next);
+    return withCost(req, res, next, id);
+  };
+
+  const middleware = (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void> => {
+    if (skip === undefined) return limit(req, res, next);
+    let skipped: unknown;
+    try {
+      skipped = skip(req);
+    } catch (error) {
+      next(error);
+      return undefined;
+    }
+    if (isPromise(skipped)) {
+      return skipped.then(value => (value === true ? next() : limit(req, res, next)), next);
+    }
+    return skipped === true ? next() : limit(req, res, next);
   };
 
   return Object.assign(middleware, {
@@ -194,6 +254,14 @@ function defaultKey<Req extends IncomingMessage>(
     checkProxy(req);
     return ipKeyOf(req);
   };
+}
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 function checkFunction(value: unknown, option: string): void {

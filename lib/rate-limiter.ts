@@ -131,33 +131,56 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   /** Counts `cost` units for `key` if they fit. A denied call counts nothing. */
   consume(key: string, cost = 1): Promise<RateLimitResult> {
-    return this.metrics ? this.consumeObserved(this.metrics, key, cost) : this.decide(key, cost);
+    try {
+      const result = this.decide(key, cost);
+      return result instanceof Promise ? result : Promise.resolve(result);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  private async consumeObserved(
-    metrics: RateLimitMetrics,
-    key: string,
-    cost: number,
-  ): Promise<RateLimitResult> {
-    const result = await this.decide(key, cost);
-    metrics.decision(this.name, result.source, result.allowed);
-    return result;
+  /**
+   * `consume()` without the promise when no Redis call is needed (memory-only,
+   * breaker open): the middleware's hot path. Throws instead of rejecting
+   * when it answers synchronously.
+   * @internal
+   */
+  decide(key: string, cost: number): RateLimitResult | Promise<RateLimitResult> {
+    const result = this.decideUnobserved(key, cost);
+    const metrics = this.metrics;
+    if (metrics === undefined) return result;
+    if (!(result instanceof Promise)) {
+      metrics.decision(this.name, result.source, result.allowed);
+      return result;
+    }
+    return result.then(settled => {
+      metrics.decision(this.name, settled.source, settled.allowed);
+      return settled;
+    });
   }
 
-  private async decide(key: string, cost: number): Promise<RateLimitResult> {
+  private decideUnobserved(key: string, cost: number): RateLimitResult | Promise<RateLimitResult> {
     this.checkKey(key);
     this.checkCost(cost);
     const storageKey = this.name + '|' + toStorageKey(key);
-    const now = this.config.clock.now();
     if (this.redisStore === undefined || this.breakers === undefined) {
-      return this.decideInMemory(key, storageKey, cost, this.limit, now);
+      return this.decideInMemory(key, storageKey, cost, this.limit, this.config.clock.now());
     }
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers.forKey(redisKey);
     if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
+    return this.decideInRedis(this.redisStore, breaker, key, storageKey, redisKey, cost);
+  }
 
-    const params = this.params(this.limit, cost, now);
-    const store = this.redisStore;
+  private async decideInRedis(
+    store: RedisStore,
+    breaker: StoreBreaker,
+    key: string,
+    storageKey: string,
+    redisKey: string,
+    cost: number,
+  ): Promise<RateLimitResult> {
+    const params = this.params(this.limit, cost, this.config.clock.now());
     const started = this.metrics ? performance.now() : 0;
     let decision: RedisDecision;
     try {
@@ -267,7 +290,15 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   ): RateLimitResult {
     try {
       const decision = this.memory.consume(storageKey, this.params(limit, cost, now));
-      return { ...decision, limit, source: 'memory', key };
+      return {
+        allowed: decision.allowed,
+        limit,
+        remaining: decision.remaining,
+        resetAt: decision.resetAt,
+        retryAfterMs: decision.retryAfterMs,
+        source: 'memory',
+        key,
+      };
     } catch (error) {
       if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key);
       throw error;

@@ -14,12 +14,7 @@ function clusterClient(): Cluster {
   const client = new Cluster(cluster.startupNodes(), {
     enableOfflineQueue: false,
     clusterRetryStrategy: () => 100,
-    redisOptions: {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: 500,
-      retryStrategy: () => 100,
-    },
+    redisOptions: { maxRetriesPerRequest: 0, connectTimeout: 500 },
   });
   client.on('error', () => undefined);
   clients.push(client);
