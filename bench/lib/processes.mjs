@@ -1,0 +1,283 @@
+// @ts-check
+// Child processes for the benches: redis-server and the variant servers.
+// Every child is tracked by PID and killed on exit, error, SIGINT or SIGTERM,
+// so an interrupted bench leaves nothing running.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+
+/** @type {Set<import('node:child_process').ChildProcess>} */
+const children = new Set();
+/** @type {Set<string>} */
+const tempDirs = new Set();
+let hooksInstalled = false;
+
+/** Kills every child still alive (SIGCONT first so a frozen one dies at once). */
+export function killAll() {
+  for (const child of children) {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
+    try {
+      process.kill(child.pid, 'SIGCONT');
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  children.clear();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
+function installHooks() {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', killAll);
+  for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
+    process.on(signal, () => {
+      console.error(`\nbench: ${signal}, stopping child processes`);
+      killAll();
+      process.exit(130);
+    });
+  }
+}
+
+/**
+ * @param {import('node:child_process').ChildProcess} child
+ * @param {string} label
+ */
+function track(child, label) {
+  installHooks();
+  children.add(child);
+  /** @type {string[]} */
+  const tail = [];
+  const keep = (/** @type {Buffer} */ chunk) => {
+    tail.push(chunk.toString());
+    if (tail.length > 50) tail.shift();
+  };
+  child.stderr?.on('data', keep);
+  child.on('exit', () => children.delete(child));
+  return { label, tail };
+}
+
+/** A TCP port nothing listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** @param {number} ms */
+export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+/**
+ * Sends one inline Redis command and returns the raw reply, or throws.
+ * @param {number} port
+ * @param {string} command
+ * @param {number} [timeoutMs]
+ * @returns {Promise<string>}
+ */
+export function redisCommand(port, command, timeoutMs = 500) {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`redis ${command}: no reply in ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.on('connect', () => socket.write(command + '\r\n'));
+    socket.on('data', chunk => {
+      reply += chunk.toString();
+      if (reply.endsWith('\r\n')) {
+        clearTimeout(timer);
+        socket.end();
+        resolve(reply);
+      }
+    });
+    socket.on('error', error => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+/**
+ * A redis-server on 127.0.0.1:`port` with persistence off, in a temp dir.
+ * `restart()` brings it back on the same port (for the outage bench).
+ * @param {number} port
+ */
+export async function startRedis(port) {
+  const dir = mkdtempSync(join(tmpdir(), 'rrl-bench-redis-'));
+  tempDirs.add(dir);
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--protected-mode',
+    'no',
+    '--loglevel',
+    'warning',
+  ];
+  /** @type {import('node:child_process').ChildProcess | undefined} */
+  let child;
+  const launch = async () => {
+    child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const info = track(child, 'redis-server');
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        if ((await redisCommand(port, 'PING')).startsWith('+PONG')) break;
+      } catch {
+        // not up yet
+      }
+      if (child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`redis-server on ${port} did not start: ${info.tail.join('')}`);
+      }
+      await sleep(25);
+    }
+  };
+  await launch();
+  return {
+    port,
+    get pid() {
+      return /** @type {number} */ (child?.pid);
+    },
+    version:
+      execFileSync(REDIS_SERVER, ['--version'])
+        .toString()
+        .match(/v=(\S+)/)?.[1] ?? '?',
+    /** @param {NodeJS.Signals} signal */
+    signal(signal) {
+      if (child?.pid !== undefined && child.exitCode === null) process.kill(child.pid, signal);
+    },
+    async kill() {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise(resolve => child?.once('exit', resolve));
+      this.signal('SIGCONT');
+      this.signal('SIGKILL');
+      await exited;
+    },
+    restart: launch,
+  };
+}
+
+/**
+ * Starts `node bench/server.mjs <variant> <port> [redisPort] [...flags]` and
+ * waits for its ready line.
+ * @param {string} variant
+ * @param {number | undefined} redisPort
+ * @param {string[]} [flags]
+ */
+export async function startServer(variant, redisPort, flags = []) {
+  const port = await freePort();
+  const args = [join(ROOT, 'bench/server.mjs'), variant, String(port)];
+  if (redisPort !== undefined) args.push(String(redisPort));
+  const child = spawn(process.execPath, [...args, ...flags], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  const info = track(child, variant);
+  await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${variant}: not ready in 15 s`)), 15_000);
+    const onData = (/** @type {Buffer} */ chunk) => {
+      out += chunk.toString();
+      if (out.includes('"ready":true')) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        child.stdout?.resume();
+        resolve(undefined);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.on('exit', code => {
+      clearTimeout(timer);
+      reject(new Error(`${variant} exited (${code}) before ready: ${info.tail.join('')}`));
+    });
+  });
+  return {
+    variant,
+    port,
+    url: `http://127.0.0.1:${port}/`,
+    pid: /** @type {number} */ (child.pid),
+    stderr: info.tail,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise(resolve => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+let clockTicks = 0;
+
+/** CLK_TCK, the unit of utime/stime in /proc/<pid>/stat. */
+export function clkTck() {
+  if (clockTicks === 0) clockTicks = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+  return clockTicks;
+}
+
+/**
+ * utime + stime of a process (all its threads), in clock ticks.
+ * @param {number} pid
+ */
+export function cpuTicks(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name may contain spaces; fields after it are space-separated.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** nproc, CPU model, Node and OS, for the report header. */
+export function machineInfo() {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = cpuinfo.match(/^model name\s*:\s*(.*)$/m)?.[1] ?? 'unknown';
+  const nproc = execFileSync('nproc').toString().trim();
+  return {
+    nproc,
+    model,
+    node: process.version,
+    kernel: execFileSync('uname', ['-r']).toString().trim(),
+  };
+}
+
+/** Builds dist/ unless told not to; fails if it still is not there. */
+export function ensureBuilt(build = true) {
+  if (build) {
+    console.error('bench: npm run build');
+    execFileSync('npm', ['run', '-s', 'build'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+  }
+  try {
+    readFileSync(join(ROOT, 'dist/cjs/index.js'));
+    readFileSync(join(ROOT, 'dist/esm/index.js'));
+  } catch {
+    throw new Error('dist/ is missing: run `npm run build` first');
+  }
+}
