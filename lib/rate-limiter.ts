@@ -182,12 +182,21 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   ): Promise<RateLimitResult> {
     const params = this.params(this.limit, cost, this.config.clock.now());
     const started = this.metrics ? performance.now() : 0;
+    // Hits this key was given from memory during an outage go to Redis first,
+    // in the same breaker call, so recovery cannot admit past the limit.
+    const pending = this.reconciler.size > 0 ? this.reconciler.take(storageKey) : undefined;
     let decision: RedisDecision;
     try {
       decision = await breaker.execute(() =>
-        withTimeout(store.consume(redisKey, params), this.config.timeoutMs),
+        withTimeout(
+          pending && pending.length > 0
+            ? this.writeThenConsume(store, pending, redisKey, params)
+            : store.consume(redisKey, params),
+          this.config.timeoutMs,
+        ),
       );
     } catch (error) {
+      if (pending) this.reconciler.restore(pending);
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
       return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
     }
@@ -352,6 +361,16 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       this.params(this.fallbackLimit, 0, localNow),
       !decision.allowed || decision.remaining <= 0,
     );
+  }
+
+  private async writeThenConsume(
+    store: RedisStore,
+    pending: PendingHits[],
+    redisKey: string,
+    params: DecisionParams,
+  ): Promise<RedisDecision> {
+    await Promise.all(pending.map(entry => this.writeOne(store, entry)));
+    return store.consume(redisKey, params);
   }
 
   private async writeBack(): Promise<void> {

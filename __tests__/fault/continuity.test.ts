@@ -170,3 +170,25 @@ describe('RateLimiter reconciliation with several instances', () => {
     }
   });
 });
+
+describe('RateLimiter recovery of a key with outage hits', () => {
+  it('writes the key hits before the half-open probe decides it', async () => {
+    const setup = await Setup.start();
+    try {
+      const limiter = setup.limiter('fixed-window');
+      expect(await admitted(limiter, 'k', 2)).toEqual(['redis', 'redis']);
+      setup.cut();
+      expect(await admitted(limiter, 'k', 5)).toEqual(['memory', 'memory', 'memory']);
+      setup.proxy.refuse = false;
+      await ready(setup.client);
+      await new Promise(resolve => setTimeout(resolve, HALF_OPEN_AFTER_MS + 20));
+      // This consume is the probe: without the write-first it would see 2 of 5.
+      const probe = await limiter.consume('k');
+      expect(probe).toMatchObject({ source: 'redis', allowed: false, remaining: 0 });
+      expect(limiter.breakerState).toBe('closed');
+      expect(limiter.pendingReconciliation).toBe(0);
+    } finally {
+      await setup.stop();
+    }
+  });
+});

@@ -163,11 +163,10 @@ describe('RateLimiter on a Sentinel-managed Redis when the master dies', () => {
     ).length;
     expect(memoryAdmitted).toBe(LIMIT - 2);
 
-    // Reconciliation wrote the outage hits to the new master: the key carries
-    // the 2 hits from before the kill plus those, never a fresh quota.
-    // `redisAdmitted` is normally 1: the half-open probe is decided in Redis
-    // before the breaker closes and reconciliation runs, so it does not yet
-    // see the hits memory admitted.
+    // Reconciliation wrote the outage hits to the new master before its first
+    // decision on the key (the probe included): the key carries the 2 hits
+    // from before the kill plus those, so Redis admits nothing more.
+    expect(redisAdmitted).toBe(0);
     await critical.reconcile();
     expect(critical.pendingReconciliation).toBe(0);
     const a = await critical.get('user-a');
