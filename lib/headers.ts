@@ -15,9 +15,13 @@ export function policyItem(name: string, limit: number, windowMs: number): strin
 const secondsUntil = (at: number, now: number): number => Math.max(0, Math.ceil((at - now) / 1000));
 
 /** X-RateLimit-Limit / -Remaining / -Reset (Unix epoch seconds). */
-export function setLegacyHeaders(res: ServerResponse, result: RateLimitResult): void {
+export function setLegacyHeaders(
+  res: ServerResponse,
+  result: RateLimitResult,
+  limitText = String(result.limit),
+): void {
   if (res.headersSent) return;
-  res.setHeader('X-RateLimit-Limit', String(result.limit));
+  res.setHeader('X-RateLimit-Limit', limitText);
   res.setHeader('X-RateLimit-Remaining', String(result.remaining));
   res.setHeader('X-RateLimit-Reset', String(Math.ceil(result.resetAt / 1000)));
 }

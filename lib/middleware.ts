@@ -115,13 +115,15 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   const standard = headers === 'standard' || headers === 'both';
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
   const fallbackPolicy = policyItem(limiter.name, limiter.fallbackLimit, limiter.windowMs);
+  const limitText = String(limiter.limit);
   const clock = (limiterOptions.clock ?? { now: () => Date.now() }) as { now(): number };
 
   const sendHeaders = (res: ServerResponse, result: RateLimitResult): void => {
     if (headers === false) return;
     setSourceHeader(res, result.source);
     if (result.source === 'bypass') return;
-    if (legacy) setLegacyHeaders(res, result);
+    if (legacy)
+      setLegacyHeaders(res, result, result.limit === limiter.limit ? limitText : undefined);
     if (standard) {
       const item = result.limit === limiter.limit ? policy : fallbackPolicy;
       setStandardHeaders(res, limiter.name, item, result, clock.now());

@@ -21,6 +21,7 @@ import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { Reconciler, type PendingHits } from './reconciler.js';
+import { BlockCache } from './block-cache.js';
 import type { CounterState } from './algorithms/index.js';
 import type { RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
@@ -75,6 +76,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly breakers: BreakerRegistry | undefined;
   private readonly disposers: Array<{ dispose(): void }> = [];
   private readonly reconciler: Reconciler;
+  private readonly blocks: BlockCache;
   private readonly metrics: RateLimitMetrics | undefined;
   private inOutage = false;
   private closed = false;
@@ -96,6 +98,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
     this.reconciler = new Reconciler(this.memory.maxKeys);
+    this.blocks = new BlockCache(this.memory.maxKeys);
     this.metrics = config.metrics;
     if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) this.warnOnDuplicateName();
@@ -166,6 +169,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (this.redisStore === undefined || this.breakers === undefined) {
       return this.decideInMemory(key, storageKey, cost, this.limit, this.config.clock.now());
     }
+    if (this.blocks.size > 0) {
+      const blocked = this.blocks.check(storageKey, key, cost, this.config.clock.now());
+      if (blocked) return blocked;
+    }
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers.forKey(redisKey);
     if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
@@ -203,7 +210,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     this.inOutage = false;
     if (this.failClosed) this.mirror(storageKey, decision);
-    return this.fromRedis(key, decision);
+    const result = this.fromRedis(key, decision);
+    if (!result.allowed) this.blocks.remember(storageKey, result, cost, this.config.clock.now());
+    return result;
   }
 
   /**
@@ -256,6 +265,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const storageKey = this.name + '|' + toStorageKey(key);
     this.memory.reset(storageKey);
     this.reconciler.forget(storageKey);
+    this.blocks.forget(storageKey);
     if (!this.redisStore || !this.breakers) return;
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers.forKey(redisKey);
@@ -329,7 +339,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeFailure(reason, error)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
       );
     }
-    this.emit('fallback', { source, key, reason });
+    // Per request during an outage: build the event only for a listener.
+    if (this.listenerCount('fallback') > 0) this.emit('fallback', { source, key, reason });
     if (!this.failClosed) return this.bypass(key);
     const now = this.config.clock.now();
     const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);

@@ -15,6 +15,7 @@ export function createFailFastClient(url: string): Redis {
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     connectTimeout: 1000,
+    enableAutoPipelining: true,
     retryStrategy: times => Math.min(50 * 2 ** Math.min(times, 6), 2000),
   });
   // Failures surface through commands and the breaker; without a listener

@@ -120,6 +120,24 @@ describe.each([2, 3] as const)('RateLimiter on Redis (RESP%i)', protocol => {
     expect((await redis.commandCount('eval')) - evalBefore).toBe(0);
   });
 
+  it('answers a client hammering its limit from the block cache, without Redis', async () => {
+    const rl = limiter({ limit: 2 });
+    await rl.consume('hammer');
+    await rl.consume('hammer');
+    const denied = await rl.consume('hammer');
+    expect(denied).toMatchObject({ allowed: false, remaining: 0, source: 'redis' });
+    const before = await redis.commandCount('evalsha');
+    for (let i = 0; i < 20; i++) {
+      const again = await rl.consume('hammer');
+      expect(again).toMatchObject({ allowed: false, remaining: 0, source: 'redis' });
+      expect(again.retryAfterMs).toBeLessThanOrEqual(denied.retryAfterMs);
+    }
+    expect((await redis.commandCount('evalsha')) - before).toBe(0);
+    // reset() on this instance clears the cached denial as well.
+    await rl.reset('hammer');
+    expect(await rl.consume('hammer')).toMatchObject({ allowed: true, source: 'redis' });
+  });
+
   it('reloads the script transparently after SCRIPT FLUSH', async () => {
     const rl = limiter({ limit: 2 });
     await rl.consume('k');

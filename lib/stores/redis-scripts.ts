@@ -44,10 +44,14 @@ local write = false
 
 -- A read (cost 0) answers for a request of one unit, without counting it.
 local units = math.max(cost, 1)
+-- 'incr' when only the count moves within a window already stored, so the
+-- common hit costs one HINCRBY; 'set' rewrites the state and its expiry.
+local fresh = false
 if algo == 'f' then
   if a == 0 or now >= b + window then
     a = 0
     b = now
+    fresh = true
   end
   resetAt = b + window
   retry = 0
@@ -61,15 +65,17 @@ if algo == 'f' then
     a = a + cost
     allowed = true
     remaining = limit - a
-    write = true
+    write = fresh and 'set' or 'incr'
   end
   expiresAt = b + window
 elseif algo == 's' then
   local start = now - (now % window)
   local cur, prev = 0, 0
+  fresh = true
   if b == start then
     cur = a
     prev = c
+    fresh = false
   elseif b == start - window then
     prev = a
   end
@@ -103,7 +109,7 @@ elseif algo == 's' then
     c = prev
     allowed = true
     remaining = limit - used - cost
-    write = true
+    write = fresh and 'set' or 'incr'
   end
   expiresAt = b + 2 * window
 else
@@ -136,13 +142,15 @@ else
     b = nextFrac
     resetAt = a
     if b > 0 then resetAt = a + 1 end
-    write = true
+    write = 'set'
   end
   expiresAt = a
   if b > 0 then expiresAt = a + 1 end
 end
 
-if write then
+if write == 'incr' then
+  redis.call('HINCRBY', key, 'a', cost)
+elseif write then
   redis.call('HSET', key, 'a', a, 'b', b, 'c', c)
   -- A second of slack: the script decides from the stored times, so expiry
   -- is only clean-up and must not race a test clock that runs slow.

@@ -1,0 +1,62 @@
+import type { RateLimitResult } from './types.js';
+
+type Block = { retryAt: number; until: number; resetAt: number; limit: number };
+
+/**
+ * Remembers keys Redis denied outright (nothing left for a one-unit request)
+ * until the wait Redis gave them has passed, so a client hammering its limit
+ * costs no Redis round trip per request. While the entry holds, Redis would
+ * answer exactly the same (denials consume nothing, and the wait is when
+ * capacity frees), so the cached answer is the real one. Only one-unit
+ * requests are answered from it: a larger one has its own, later wait.
+ * Bounded: when full it is cleared, which only costs a round trip per key.
+ *
+ * A `reset()` on this instance clears the key here; a reset made on another
+ * instance is seen once the cached wait ends.
+ */
+export class BlockCache {
+  private readonly blocks = new Map<string, Block>();
+
+  constructor(private readonly maxKeys: number) {}
+
+  get size(): number {
+    return this.blocks.size;
+  }
+
+  remember(storageKey: string, result: RateLimitResult, cost: number, now: number): void {
+    if (result.allowed || cost !== 1 || result.remaining !== 0 || result.retryAfterMs <= 0) return;
+    if (this.blocks.size >= this.maxKeys) this.blocks.clear();
+    const retryAt = now + result.retryAfterMs;
+    this.blocks.set(storageKey, {
+      retryAt,
+      // A sliding window's reset moves at the window edge: trust it until then.
+      until: Math.min(retryAt, Math.max(result.resetAt, now + 1)),
+      resetAt: result.resetAt,
+      limit: result.limit,
+    });
+  }
+
+  /** The cached denial for `storageKey` at `now`, if one holds for a one-unit request. */
+  check(storageKey: string, key: string, cost: number, now: number): RateLimitResult | undefined {
+    if (cost !== 1) return undefined;
+    const block = this.blocks.get(storageKey);
+    if (block === undefined) return undefined;
+    if (now >= block.until) {
+      this.blocks.delete(storageKey);
+      return undefined;
+    }
+    return {
+      allowed: false,
+      limit: block.limit,
+      remaining: 0,
+      resetAt: block.resetAt,
+      retryAfterMs: block.retryAt - now,
+      source: 'redis',
+      key,
+    };
+  }
+
+  forget(storageKey: string): void {
+    this.blocks.delete(storageKey);
+  }
+}
