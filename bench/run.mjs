@@ -32,7 +32,9 @@ import {
 const ALL_VARIANTS = [
   'bare',
   'bare-aa',
+  'bare-headers',
   'rrl-memory',
+  'rrl-memory-noheaders',
   'rrl-redis',
   'rrl-breaker-open',
   'erl-memory',
@@ -52,7 +54,11 @@ const EXPECTED_SOURCE = {
 const DESCRIPTIONS = {
   bare: 'Express 5, no limiter',
   'bare-aa': 'a second bare server (A/A control)',
+  'bare-headers':
+    'bare plus the six static headers our default sends (what the headers alone cost)',
   'rrl-memory': 'this package, memory only',
+  'rrl-memory-noheaders':
+    'this package, memory only, `headers: false` (the limiter without its headers)',
   'rrl-redis': 'this package, `redis://` URL',
   'rrl-breaker-open': 'this package, Redis down, breaker open, memory fallback decides',
   'erl-memory': 'express-rate-limit, default MemoryStore',

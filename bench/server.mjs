@@ -20,7 +20,9 @@ import { rateLimit } from 'resilient-rate-limit';
 const VARIANTS = [
   'bare',
   'bare-aa',
+  'bare-headers',
   'rrl-memory',
+  'rrl-memory-noheaders',
   'rrl-redis',
   'rrl-breaker-open',
   'erl-memory',
@@ -51,6 +53,26 @@ async function build(variant, redisPort, flags) {
     case 'bare':
     case 'bare-aa':
       return { info: {} };
+
+    case 'bare-headers':
+      return {
+        middleware: (_req, res, next) => {
+          res.setHeader('X-RateLimit-Source', 'memory');
+          res.setHeader('X-RateLimit-Limit', '1000000000');
+          res.setHeader('X-RateLimit-Remaining', '999999999');
+          res.setHeader('X-RateLimit-Reset', '1795720000');
+          res.setHeader('RateLimit-Policy', '"bench";q=1000000000;w=3600');
+          res.setHeader('RateLimit', '"bench";r=999999999;t=3600');
+          next();
+        },
+        info: {},
+      };
+
+    case 'rrl-memory-noheaders':
+      return {
+        middleware: rateLimit({ name: 'bench', limit: LIMIT, window: WINDOW_MS, headers: false }),
+        info: {},
+      };
 
     case 'rrl-memory':
       return {
