@@ -1,23 +1,13 @@
 import { createHash } from 'node:crypto';
 
-/**
- * One script decides for every algorithm, so there is one SHA to load and one
- * round trip per decision. It mirrors lib/algorithms/*.ts line for line: the
- * conformance suite runs the same hits through both and expects equal answers.
- *
- * KEYS[1]  the counter hash (fields a, b, c: see CounterState)
- * ARGV     algorithm (f|s|t), limit, window ms, cost (0 = read only),
- *          now in ms or '' to use Redis TIME
- * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
- *            1 if the key held live state before this call }
- */
-const DECIDE_SOURCE = `
+// Shared by both scripts: the arguments every call carries (ARGV 1-4), the
+// time (Redis TIME unless the caller passed one) and the stored state.
+const PRELUDE = `
 local key = KEYS[1]
 local algo = ARGV[1]
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local now = tonumber(ARGV[5])
+local now = tonumber(ARGV[4])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -25,7 +15,21 @@ end
 local s = redis.call('HMGET', key, 'a', 'b', 'c')
 local a = tonumber(s[1]) or 0
 local b = tonumber(s[2]) or 0
-local c = tonumber(s[3]) or 0
+local c = tonumber(s[3]) or 0`;
+
+/**
+ * One script decides for every algorithm, so there is one SHA to load and one
+ * round trip per decision. It mirrors lib/algorithms/*.ts line for line: the
+ * conformance suite runs the same hits through both and expects equal answers.
+ *
+ * KEYS[1]  the counter hash (fields a, b, c: see CounterState)
+ * ARGV     algorithm (f|s|t), limit, window ms, now in ms or '' to use
+ *          Redis TIME, cost (0 = read only)
+ * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
+ *            1 if the key held live state before this call }
+ */
+const DECIDE_SOURCE = `${PRELUDE}
+local cost = tonumber(ARGV[5])
 -- Whether the stored state still counts, by the same expiry as the memory store.
 local live = 0
 if s[1] then
@@ -180,26 +184,13 @@ export const DECIDE_SHA = createHash('sha1').update(DECIDE_SCRIPT).digest('hex')
  * window they were counted in is still live.
  *
  * KEYS[1]  the counter hash
- * ARGV     algorithm (f|s|t), limit, window ms, hits, start of the window the
- *          hits were counted in (Redis time; fixed and sliding), now or ''
+ * ARGV     algorithm (f|s|t), limit, window ms, now or '', hits, start of
+ *          the window the hits were counted in (Redis time; fixed and sliding)
  * Returns  1 if the hits were added, 0 if their window had passed
  */
-const RECONCILE_SOURCE = `
-local key = KEYS[1]
-local algo = ARGV[1]
-local limit = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local hits = tonumber(ARGV[4])
-local hitsStart = tonumber(ARGV[5])
-local now = tonumber(ARGV[6])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local s = redis.call('HMGET', key, 'a', 'b', 'c')
-local a = tonumber(s[1]) or 0
-local b = tonumber(s[2]) or 0
-local c = tonumber(s[3]) or 0
+const RECONCILE_SOURCE = `${PRELUDE}
+local hits = tonumber(ARGV[5])
+local hitsStart = tonumber(ARGV[6])
 local expiresAt
 if algo == 'f' then
   if a > 0 and now < b + window then

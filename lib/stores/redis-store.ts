@@ -51,26 +51,25 @@ export class RedisStore {
     hits: number,
     hitsStart: number,
   ): Promise<boolean> {
-    const args = [
-      ALGORITHM_CODES[params.algorithm],
-      params.limit,
-      params.windowMs,
-      hits,
-      hitsStart,
-      this.useParamsTime ? params.now : '',
-    ];
+    const args = this.commonArgs(params);
+    args.push(hits, hitsStart);
     return Number(await this.evalCached(RECONCILE_SHA, RECONCILE_SCRIPT, redisKey, args)) === 1;
   }
 
   private run(redisKey: string, params: DecisionParams, cost: number): Promise<Reply> {
-    const args = [
+    const args = this.commonArgs(params);
+    args.push(cost);
+    return this.evalCached(DECIDE_SHA, DECIDE_SCRIPT, redisKey, args) as Promise<Reply>;
+  }
+
+  // ARGV 1-4 of both scripts (see PRELUDE in redis-scripts.ts).
+  private commonArgs(params: DecisionParams): (string | number)[] {
+    return [
       ALGORITHM_CODES[params.algorithm],
       params.limit,
       params.windowMs,
-      cost,
       this.useParamsTime ? params.now : '',
     ];
-    return this.evalCached(DECIDE_SHA, DECIDE_SCRIPT, redisKey, args) as Promise<Reply>;
   }
 
   private evalCached(
