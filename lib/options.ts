@@ -210,6 +210,26 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
   };
 }
 
+// Derived names seen in this process, and whether their warning went out.
+const derivedNames = new Map<string, boolean>();
+
+/**
+ * Warns once per name when a second unnamed limiter derives a name already
+ * derived in this process: the two share counters, which is rarely meant.
+ */
+export function warnIfDerivedNameTaken(name: string, logger: Logger): void {
+  const warned = derivedNames.get(name);
+  if (warned === undefined) {
+    derivedNames.set(name, false);
+    return;
+  }
+  if (warned) return;
+  derivedNames.set(name, true);
+  logger.warn(
+    `resilient-rate-limit: two unnamed limiters share the derived name '${name}' and therefore their counters; give each a distinct \`name\``,
+  );
+}
+
 function parseName(name: unknown): string {
   if (typeof name !== 'string' || !NAME_PATTERN.test(name) || NAME_FORBIDDEN.test(name)) {
     throw new RateLimitConfigError(

@@ -1,17 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
 import { acquireBreakers, type BreakerRegistry, type StoreBreaker } from './breaker.js';
-import { describe } from './duration.js';
-import {
-  RateLimitArgumentError,
-  RateLimitStoreError,
-  isRateLimitCapacityError,
-  RateLimitTimeoutError,
-} from './errors.js';
+import { checkCost, checkKey } from './arguments.js';
+import { RateLimitStoreError, isRateLimitCapacityError, RateLimitTimeoutError } from './errors.js';
 import {
   LIMITER_OPTIONS,
   parseLimiterOptions,
   rejectUnknownOptions,
+  warnIfDerivedNameTaken,
   type LimiterConfig,
   type RateLimiterOptions,
   type RedisClient,
@@ -20,9 +16,8 @@ import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-
 import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
-import { Reconciler, type PendingHits } from './reconciler.js';
 import { BlockCache } from './block-cache.js';
-import type { CounterState } from './algorithms/index.js';
+import { OutageContinuity, type ReconciledEvent } from './outage-continuity.js';
 import type { RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
@@ -39,7 +34,7 @@ export interface RateLimiterEvents {
   fallback: [FallbackEvent];
   storeError: [unknown];
   /** Hits admitted by memory during an outage, written back to Redis after it. */
-  reconciled: [{ keys: number; hits: number; expired: number }];
+  reconciled: [ReconciledEvent];
 }
 
 // ioredis's wording for "not connected" names an option, not the problem.
@@ -48,12 +43,6 @@ function describeFailure(reason: FallbackReason, error: unknown): string {
   if (error.message.includes("Stream isn't writeable")) return 'Redis is not connected';
   return error.message;
 }
-
-const RECONCILE_BATCH = 100;
-const RECONCILE_TIMEOUT_MS = 1000;
-
-// Derived names seen in this process, and whether their warning went out.
-const derivedNames = new Map<string, boolean>();
 
 /**
  * The framework-free core: decides whether `key` may spend `cost` units now.
@@ -75,14 +64,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly redisStore: RedisStore | undefined;
   private readonly breakers: BreakerRegistry | undefined;
   private readonly disposers: Array<{ dispose(): void }> = [];
-  private readonly reconciler: Reconciler;
+  private readonly continuity: OutageContinuity;
   private readonly blocks: BlockCache;
   private readonly metrics: RateLimitMetrics | undefined;
   private inOutage = false;
   private closed = false;
-  /** Local clock minus Redis clock, from the latest Redis answer. */
-  private skewMs = 0;
-  private reconciling: Promise<void> | undefined;
 
   constructor(options: RateLimiterOptions) {
     super();
@@ -97,11 +83,28 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.failClosed = config.failClosed;
     this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
-    this.reconciler = new Reconciler(this.memory.maxKeys);
+    this.continuity = new OutageContinuity(
+      {
+        name: this.name,
+        algorithm: this.algorithm,
+        limit: this.limit,
+        fallbackLimit: this.fallbackLimit,
+        windowMs: this.windowMs,
+        clock: config.clock,
+        logger: config.logger,
+        redisKey: storageKey => this.redisKey(storageKey),
+        onReconciled: event => {
+          this.emit('reconciled', event);
+          this.metrics?.reconciled(this.name, event.hits);
+        },
+        onStoreError: error => this.emit('storeError', error),
+      },
+      this.memory,
+    );
     this.blocks = new BlockCache(this.memory.maxKeys);
     this.metrics = config.metrics;
     if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
-    if (!config.named) this.warnOnDuplicateName();
+    if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
 
     if (config.redis !== undefined) {
       let client: RedisClient;
@@ -163,8 +166,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   }
 
   private decideUnobserved(key: string, cost: number): RateLimitResult | Promise<RateLimitResult> {
-    this.checkKey(key);
-    this.checkCost(cost);
+    checkKey(key);
+    checkCost(cost, this.limit);
     const storageKey = this.name + '|' + toStorageKey(key);
     if (this.redisStore === undefined || this.breakers === undefined) {
       return this.decideInMemory(key, storageKey, cost, this.limit, this.config.clock.now());
@@ -191,25 +194,25 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const started = this.metrics ? performance.now() : 0;
     // Hits this key was given from memory during an outage go to Redis first,
     // in the same breaker call, so recovery cannot admit past the limit.
-    const pending = this.reconciler.size > 0 ? this.reconciler.take(storageKey) : undefined;
+    const pending = this.continuity.take(storageKey);
     let decision: RedisDecision;
     try {
       decision = await breaker.execute(() =>
         withTimeout(
-          pending && pending.length > 0
-            ? this.writeThenConsume(store, pending, redisKey, params)
+          pending
+            ? this.continuity.writeThenConsume(store, pending, redisKey, params)
             : store.consume(redisKey, params),
           this.config.timeoutMs,
         ),
       );
     } catch (error) {
-      if (pending) this.reconciler.restore(pending);
+      if (pending) this.continuity.restore(pending);
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
       return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
     }
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     this.inOutage = false;
-    if (this.failClosed) this.mirror(storageKey, decision);
+    if (this.failClosed) this.continuity.mirror(storageKey, decision);
     const result = this.fromRedis(key, decision);
     if (!result.allowed) this.blocks.remember(storageKey, result, cost, this.config.clock.now());
     return result;
@@ -221,20 +224,17 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * can await it. Entries that fail stay queued for the next recovery.
    */
   reconcile(): Promise<void> {
-    this.reconciling ??= this.writeBack().finally(() => {
-      this.reconciling = undefined;
-    });
-    return this.reconciling;
+    return this.redisStore ? this.continuity.reconcile(this.redisStore) : Promise.resolve();
   }
 
   /** Hits admitted during an outage and not yet written back to Redis. */
   get pendingReconciliation(): number {
-    return this.reconciler.size;
+    return this.continuity.pending;
   }
 
   /** The current state of `key` without consuming; `undefined` if it has none. */
   async get(key: string): Promise<RateLimitResult | undefined> {
-    this.checkKey(key);
+    checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
     const now = this.config.clock.now();
     const redisKey = this.redisKey(storageKey);
@@ -261,10 +261,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * Redis could not be reached: the memory counter is reset, Redis's is not.
    */
   async reset(key: string): Promise<void> {
-    this.checkKey(key);
+    checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
     this.memory.reset(storageKey);
-    this.reconciler.forget(storageKey);
+    this.continuity.forget(storageKey);
     this.blocks.forget(storageKey);
     if (!this.redisStore || !this.breakers) return;
     const redisKey = this.redisKey(storageKey);
@@ -286,7 +286,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.reconciling;
+    await this.continuity.settled();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();
@@ -344,98 +344,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (!this.failClosed) return this.bypass(key);
     const now = this.config.clock.now();
     const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);
-    if (result.allowed) {
-      const windowStart = this.algorithm === 'token-bucket' ? 0 : result.resetAt - this.windowMs;
-      this.reconciler.record(storageKey, cost, windowStart, now);
-    }
+    if (result.allowed) this.continuity.record(storageKey, cost, result.resetAt, now);
     return result;
-  }
-
-  // Warm fallback: keep the memory store's copy of this key where Redis left
-  // it, so an outage continues from the real count instead of a fresh quota.
-  private mirror(storageKey: string, decision: RedisDecision): void {
-    const localNow = this.config.clock.now();
-    this.skewMs = localNow - decision.redisNow;
-    const state: CounterState = { ...decision.state };
-    if (this.algorithm === 'fixed-window') {
-      state.b += this.skewMs;
-    } else if (this.algorithm === 'sliding-window') {
-      // Aligned windows: map Redis's window onto the same window locally.
-      const w = this.windowMs;
-      state.b = localNow - (localNow % w) - (decision.redisNow - (decision.redisNow % w) - state.b);
-    } else {
-      state.a += this.skewMs;
-    }
-    this.memory.mirror(
-      storageKey,
-      state,
-      this.params(this.fallbackLimit, 0, localNow),
-      !decision.allowed || decision.remaining <= 0,
-    );
-  }
-
-  private async writeThenConsume(
-    store: RedisStore,
-    pending: PendingHits[],
-    redisKey: string,
-    params: DecisionParams,
-  ): Promise<RedisDecision> {
-    await Promise.all(pending.map(entry => this.writeOne(store, entry)));
-    return store.consume(redisKey, params);
-  }
-
-  private async writeBack(): Promise<void> {
-    const store = this.redisStore;
-    if (!store) return;
-    const entries = this.reconciler.drain();
-    let keys = 0;
-    let hits = 0;
-    let expired = 0;
-    for (let i = 0; i < entries.length; i += RECONCILE_BATCH) {
-      const batch = entries.slice(i, i + RECONCILE_BATCH);
-      const outcomes = await Promise.allSettled(batch.map(entry => this.writeOne(store, entry)));
-      const failed: PendingHits[] = [];
-      outcomes.forEach((outcome, j) => {
-        const entry = batch[j] as PendingHits;
-        if (outcome.status === 'rejected') failed.push(entry);
-        else if (outcome.value) {
-          keys++;
-          hits += entry.hits;
-        } else expired++;
-      });
-      if (failed.length > 0) {
-        // Redis went away again: keep the rest for the next recovery.
-        this.reconciler.restore([...failed, ...entries.slice(i + RECONCILE_BATCH)]);
-        this.emit(
-          'storeError',
-          (outcomes.find(o => o.status === 'rejected') as PromiseRejectedResult).reason,
-        );
-        break;
-      }
-    }
-    if (keys + expired > 0) {
-      this.config.logger.info(
-        `resilient-rate-limit: '${this.name}' wrote ${hits} hits for ${keys} keys admitted during the outage back to Redis (${expired} windows had already ended)`,
-      );
-      this.emit('reconciled', { keys, hits, expired });
-      this.metrics?.reconciled(this.name, hits);
-    }
-  }
-
-  private async writeOne(store: RedisStore, entry: PendingHits): Promise<boolean> {
-    const now = this.config.clock.now();
-    const w = this.windowMs;
-    const span = this.algorithm === 'sliding-window' ? 2 * w : w;
-    const liveUntil =
-      this.algorithm === 'token-bucket' ? entry.lastAt + w : entry.windowStart + span;
-    if (now >= liveUntil) return false;
-    let start = entry.windowStart - this.skewMs;
-    if (this.algorithm === 'sliding-window') start = Math.round(start / w) * w;
-    const params = this.params(this.limit, 0, now);
-    return withTimeout(
-      store.reconcile(this.redisKey(entry.storageKey), params, entry.hits, start),
-      RECONCILE_TIMEOUT_MS,
-    );
   }
 
   private bypass(key: string): RateLimitResult {
@@ -470,32 +380,5 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (error instanceof BrokenCircuitError || isBrokenCircuitError(error)) return 'breaker-open';
     if (error instanceof RateLimitTimeoutError) return 'timeout';
     return 'error';
-  }
-
-  private checkKey(key: unknown): asserts key is string {
-    if (typeof key !== 'string' || key === '') {
-      throw new RateLimitArgumentError(`key must be a non-empty string, got ${describe(key)}`);
-    }
-  }
-
-  private checkCost(cost: unknown): asserts cost is number {
-    if (typeof cost !== 'number' || !Number.isSafeInteger(cost) || cost < 1 || cost > this.limit) {
-      throw new RateLimitArgumentError(
-        `cost must be a whole number from 1 to the limit (${this.limit}), got ${describe(cost)}`,
-      );
-    }
-  }
-
-  private warnOnDuplicateName(): void {
-    const warned = derivedNames.get(this.name);
-    if (warned === undefined) {
-      derivedNames.set(this.name, false);
-      return;
-    }
-    if (warned) return;
-    derivedNames.set(this.name, true);
-    this.config.logger.warn(
-      `resilient-rate-limit: two unnamed limiters share the derived name '${this.name}' and therefore their counters; give each a distinct \`name\``,
-    );
   }
 }
