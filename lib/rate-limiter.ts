@@ -105,6 +105,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.metrics = config.metrics;
     if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
+    if (config.fallbackLimit > config.limit) {
+      config.logger.warn(
+        `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
+      );
+    }
 
     if (config.redis !== undefined) {
       let client: RedisClient;
@@ -172,13 +177,15 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (this.redisStore === undefined || this.breakers === undefined) {
       return this.decideInMemory(key, storageKey, cost, this.limit, this.config.clock.now());
     }
+    const redisKey = this.redisKey(storageKey);
+    const breaker = this.breakers.forKey(redisKey);
+    if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
+    // After the breaker check: during an outage the fallback decides (and
+    // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
       const blocked = this.blocks.check(storageKey, key, cost, this.config.clock.now());
       if (blocked) return blocked;
     }
-    const redisKey = this.redisKey(storageKey);
-    const breaker = this.breakers.forKey(redisKey);
-    if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
     return this.decideInRedis(this.redisStore, breaker, key, storageKey, redisKey, cost);
   }
 

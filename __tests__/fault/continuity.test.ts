@@ -192,3 +192,21 @@ describe('RateLimiter recovery of a key with outage hits', () => {
     }
   });
 });
+
+describe('RateLimiter block cache during an outage', () => {
+  it('lets the fallback decide (and say so) for a key Redis had denied', async () => {
+    const setup = await Setup.start();
+    try {
+      const limiter = setup.limiter('fixed-window', 1);
+      await limiter.consume('k');
+      expect(await limiter.consume('k')).toMatchObject({ allowed: false, source: 'redis' });
+      setup.cut();
+      // The breaker (threshold 1) opens on the first failure of another key.
+      await limiter.consume('other');
+      expect(limiter.breakerState).toBe('open');
+      expect(await limiter.consume('k')).toMatchObject({ allowed: false, source: 'memory' });
+    } finally {
+      await setup.stop();
+    }
+  });
+});

@@ -43,9 +43,7 @@ const hostProcess: NodeJS.Process = (() => {
 function killLeftovers(): void {
   for (const child of liveChildren) {
     try {
-      // A SIGSTOPped process still dies on SIGKILL, but SIGCONT first keeps
-      // the behaviour obvious to anyone reading `ps` output mid-teardown.
-      child.kill('SIGCONT');
+      // SIGKILL also ends a SIGSTOPped process, so no SIGCONT is needed here.
       child.kill('SIGKILL');
     } catch {
       // Already gone.

@@ -167,6 +167,22 @@ describe('hostile traffic', () => {
   });
 });
 
+describe('suspicious options', () => {
+  it('warns once when fallbackLimit is above limit', async () => {
+    const logger = recordingLogger();
+    const limiter = new RateLimiter({
+      name: uniqueName(),
+      limit: 5,
+      fallbackLimit: 300,
+      window: '1m',
+      logger,
+    });
+    expect(logger.warn).toHaveBeenCalledTimes(1);
+    expect(String(logger.warn.mock.calls[0]?.[0])).toMatch(/fallbackLimit 300 above limit 5/);
+    await limiter.close();
+  });
+});
+
 describe('option fuzzing', () => {
   it('random options either build a limiter or throw RateLimitConfigError, never anything else', () => {
     const anything = fc.oneof(
