@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { systemClock } from './clock.js';
 import { describe } from './duration.js';
 import {
   RateLimitArgumentError,
@@ -116,7 +117,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
   const fallbackPolicy = policyItem(limiter.name, limiter.fallbackLimit, limiter.windowMs);
   const limitText = String(limiter.limit);
-  const clock = (limiterOptions.clock ?? { now: () => Date.now() }) as { now(): number };
+  const clock = limiterOptions.clock ?? systemClock;
 
   const sendHeaders = (res: ServerResponse, result: RateLimitResult): void => {
     if (headers === false) return;
