@@ -30,7 +30,7 @@ import {
   machineInfo,
   sleep,
   startRedis,
-} from './lib/processes.mjs';
+} from '../scripts/lib/processes.mjs';
 import { fmt, markdownTable, median, medianRange, textTable, writeSection } from './lib/report.mjs';
 
 const gc = /** @type {(() => void) | undefined} */ (globalThis.gc);

@@ -18,7 +18,7 @@ import {
   sleep,
   startRedis,
   startServer,
-} from './lib/processes.mjs';
+} from '../scripts/lib/processes.mjs';
 import { fmt, markdownTable, percentile, textTable, writeSection } from './lib/report.mjs';
 
 const ALL = ['rrl-redis', 'erl-redis', 'rlf-redis'];

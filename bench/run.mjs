@@ -17,7 +17,7 @@ import {
   sleep,
   startRedis,
   startServer,
-} from './lib/processes.mjs';
+} from '../scripts/lib/processes.mjs';
 import {
   fmt,
   markdownTable,

@@ -15,20 +15,26 @@
 // --sabotage makes the apps break a rule on purpose (a 100x fallbackLimit, or
 // every limit + 1) while the driver checks the real one: check 3 must fail.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createConnection, createServer } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import {
+  ROOT,
+  freePort,
+  installHooks,
+  killAll,
+  sleep,
+  startRedis,
+  stopChild,
+  track,
+} from '../scripts/lib/processes.mjs';
 import { IntervalIndex, SOURCE, SOURCE_NAMES, checkKey } from './check.mjs';
 import { BREAKER, CLIENTS, ROUTES, TIMEOUT_MS } from './routes.mjs';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? 'redis-server';
 const INSTANCES = 2;
 /** Growth of the live heap from first to last post-GC sample tolerated: max(8 MB, 25 %). */
 const HEAP_SLACK_BYTES = 8 * 2 ** 20;
@@ -109,135 +115,9 @@ function schedule(options) {
 
 // ------------------------------------------------------ child processes
 
-/** @type {Map<number, { child: import('node:child_process').ChildProcess, label: string }>} */
-const children = new Map();
-/** @type {string[]} */
-const tempDirs = [];
-
-/** Kills every child still running, by PID (SIGCONT first: a frozen one dies at once). */
-function killAll() {
-  for (const [pid, { child }] of children) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    try {
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  children.clear();
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-}
-
-process.on('exit', killAll);
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => {
-    console.error(`\nsoak: ${signal}, stopping child processes`);
-    killAll();
-    process.exit(130);
-  });
-}
-
-/** @param {import('node:child_process').ChildProcess} child @param {string} label */
-function track(child, label) {
-  if (child.pid === undefined) throw new Error(`${label} did not start`);
-  children.set(child.pid, { child, label });
-  const pid = child.pid;
-  /** @type {string[]} */
-  const tail = [];
-  child.stderr?.on('data', chunk => {
-    tail.push(String(chunk));
-    if (tail.length > 40) tail.shift();
-  });
-  child.on('exit', () => children.delete(pid));
-  return tail;
-}
-
-/** A TCP port nothing listens on right now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
-
-/** PING over a raw socket: true on +PONG within `timeoutMs`. */
-function ping(port, timeoutMs = 300) {
-  return new Promise(resolve => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    const done = ok => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    socket.on('connect', () => socket.write('PING\r\n'));
-    socket.on('data', chunk => done(String(chunk).startsWith('+PONG')));
-    socket.on('error', () => done(false));
-  });
-}
-
-/** redis-server on 127.0.0.1:port without persistence; kill/restart/stop/cont. */
-async function startRedis(port) {
-  const dir = mkdtempSync(join(tmpdir(), 'rrl-soak-redis-'));
-  tempDirs.push(dir);
-  const args = [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--dir',
-    dir,
-    '--loglevel',
-    'warning',
-  ];
-  /** @type {import('node:child_process').ChildProcess | undefined} */
-  let child;
-  const launch = async () => {
-    child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    const tail = track(child, 'redis-server');
-    const deadline = Date.now() + 5000;
-    while (!(await ping(port))) {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`redis-server on ${port} did not start: ${tail.join('')}`);
-      }
-      await sleep(20);
-    }
-  };
-  await launch();
-  const signal = name => {
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, name);
-    }
-  };
-  return {
-    port,
-    get pid() {
-      return child?.pid;
-    },
-    async kill() {
-      if (!child || child.exitCode !== null || child.signalCode !== null) return;
-      const running = child;
-      const exited = new Promise(resolve => running.once('exit', resolve));
-      signal('SIGCONT');
-      signal('SIGKILL');
-      await exited;
-    },
-    restart: launch,
-    stop: () => signal('SIGSTOP'),
-    cont: () => signal('SIGCONT'),
-  };
-}
+// Shared with the benches (scripts/lib/processes.mjs): every child is tracked
+// by PID and killed on exit, error, SIGINT, SIGTERM or SIGHUP; temp dirs removed.
+installHooks('soak');
 
 /** One soak/app.mjs; resolves once it is deciding in Redis and listening. */
 async function startApp(index, redisPort, sabotage, onLine) {
@@ -251,7 +131,7 @@ async function startApp(index, redisPort, sabotage, onLine) {
       env: { ...process.env, NODE_ENV: 'production', SOAK_SABOTAGE: sabotage },
     },
   );
-  const tail = track(child, `app${index}`);
+  const { tail } = track(child, `app${index}`);
   const lines = createInterface({ input: /** @type {NodeJS.ReadableStream} */ (child.stdout) });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`app${index}: not ready in 20 s`)), 20_000);
@@ -278,16 +158,7 @@ async function startApp(index, redisPort, sabotage, onLine) {
     pid: /** @type {number} */ (child.pid),
     stderr: tail,
     exited: () => child.exitCode !== null || child.signalCode !== null,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise(resolve => child.once('exit', resolve));
-      process.kill(/** @type {number} */ (child.pid), 'SIGTERM');
-      const timer = setTimeout(() => {
-        if (child.exitCode === null) process.kill(/** @type {number} */ (child.pid), 'SIGKILL');
-      }, 3000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopChild(child, 3000),
   };
 }
 
@@ -410,7 +281,7 @@ async function main() {
   const plan = schedule(options);
   const started = Date.now();
 
-  const redis = await startRedis(await freePort());
+  const redis = await startRedis(await freePort(), { tempPrefix: 'rrl-soak-redis-' });
   /** @type {Array<Array<Record<string, any>>>} */
   const stats = [[], []];
   /** @type {Array<Array<Record<string, any>>>} */

@@ -2,7 +2,7 @@
 // Statistics and the BENCHMARKS.md writer shared by the three benches.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from './processes.mjs';
+import { ROOT } from '../../scripts/lib/processes.mjs';
 
 /** @param {number[]} values */
 export function median(values) {

@@ -1,7 +1,8 @@
 // @ts-check
-// Child processes for the benches: redis-server and the variant servers.
-// Every child is tracked by PID and killed on exit, error, SIGINT or SIGTERM,
-// so an interrupted bench leaves nothing running.
+// Child processes for the benches (bench/) and the soak (soak/): redis-server,
+// the bench variant servers and any other child a script tracks. Every child
+// is tracked by PID and killed on exit, error, SIGINT, SIGTERM or SIGHUP, and
+// every temp dir is removed, so an interrupted run leaves nothing behind.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
@@ -12,19 +13,21 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? 'redis-server';
 
-/** @type {Set<import('node:child_process').ChildProcess>} */
-const children = new Set();
+/** @type {Map<number, { child: import('node:child_process').ChildProcess, label: string }>} */
+const children = new Map();
 /** @type {Set<string>} */
 const tempDirs = new Set();
+/** Prefix of this module's log lines ('bench', 'soak'); set by installHooks. */
+let logLabel = 'bench';
 let hooksInstalled = false;
 
-/** Kills every child still alive (SIGCONT first so a frozen one dies at once). */
+/** Kills every child still alive, by PID (SIGCONT first so a frozen one dies at once). */
 export function killAll() {
-  for (const child of children) {
-    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
+  for (const [pid, { child }] of children) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
     try {
-      process.kill(child.pid, 'SIGCONT');
-      process.kill(child.pid, 'SIGKILL');
+      process.kill(pid, 'SIGCONT');
+      process.kill(pid, 'SIGKILL');
     } catch {
       // already gone
     }
@@ -34,13 +37,20 @@ export function killAll() {
   tempDirs.clear();
 }
 
-function installHooks() {
+/**
+ * Kills every child (killAll) on exit, SIGINT, SIGTERM and SIGHUP. Runs by
+ * itself when the first child is tracked; call it first to install the hooks
+ * earlier and to log as `label` ("soak: SIGINT, stopping child processes").
+ * @param {string} [label]
+ */
+export function installHooks(label) {
+  if (label !== undefined) logLabel = label;
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on('exit', killAll);
   for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
     process.on(signal, () => {
-      console.error(`\nbench: ${signal}, stopping child processes`);
+      console.error(`\n${logLabel}: ${signal}, stopping child processes`);
       killAll();
       process.exit(130);
     });
@@ -48,12 +58,16 @@ function installHooks() {
 }
 
 /**
+ * Tracks a just-spawned child by PID, so killAll kills it, and keeps the tail
+ * of its stderr for error messages.
  * @param {import('node:child_process').ChildProcess} child
  * @param {string} label
  */
-function track(child, label) {
+export function track(child, label) {
   installHooks();
-  children.add(child);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`${label} did not start`);
+  children.set(pid, { child, label });
   /** @type {string[]} */
   const tail = [];
   const keep = (/** @type {Buffer} */ chunk) => {
@@ -61,8 +75,33 @@ function track(child, label) {
     if (tail.length > 50) tail.shift();
   };
   child.stderr?.on('data', keep);
-  child.on('exit', () => children.delete(child));
+  child.on('exit', () => children.delete(pid));
   return { label, tail };
+}
+
+/**
+ * Stops a tracked child: SIGTERM, then SIGKILL if it is still running after
+ * `graceMs`. Resolves once it has exited.
+ * @param {import('node:child_process').ChildProcess} child
+ * @param {number} [graceMs]
+ */
+export async function stopChild(child, graceMs = 2000) {
+  const pid = child.pid;
+  const running = () => child.exitCode === null && child.signalCode === null;
+  if (pid === undefined || !running()) return;
+  /** @param {NodeJS.Signals} signal */
+  const send = signal => {
+    try {
+      if (running()) process.kill(pid, signal);
+    } catch {
+      // exited before its 'exit' event
+    }
+  };
+  const exited = new Promise(resolve => child.once('exit', resolve));
+  send('SIGTERM');
+  const timer = setTimeout(() => send('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** A TCP port nothing listens on right now. */
@@ -114,12 +153,28 @@ export function redisCommand(port, command, timeoutMs = 500) {
 }
 
 /**
- * A redis-server on 127.0.0.1:`port` with persistence off, in a temp dir.
- * `restart()` brings it back on the same port (for the outage bench).
+ * PING over a raw socket: true on +PONG within `timeoutMs`; never rejects.
  * @param {number} port
+ * @param {number} [timeoutMs]
  */
-export async function startRedis(port) {
-  const dir = mkdtempSync(join(tmpdir(), 'rrl-bench-redis-'));
+export async function ping(port, timeoutMs = 300) {
+  try {
+    return (await redisCommand(port, 'PING', timeoutMs)).startsWith('+PONG');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A redis-server on 127.0.0.1:`port` with persistence off, in a temp dir
+ * (removed by killAll). Faults for the outage bench and the soak: `kill()`
+ * (SIGKILL), `restart()` on the same port, `stop()` (SIGSTOP), `cont()`
+ * (SIGCONT), or any `signal()`.
+ * @param {number} port
+ * @param {{ tempPrefix?: string }} [options] tempPrefix: of the temp dir's name
+ */
+export async function startRedis(port, { tempPrefix = 'rrl-bench-redis-' } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), tempPrefix));
   tempDirs.add(dir);
   const args = [
     '--port',
@@ -143,17 +198,17 @@ export async function startRedis(port) {
     child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     const info = track(child, 'redis-server');
     const deadline = Date.now() + 5000;
-    for (;;) {
-      try {
-        if ((await redisCommand(port, 'PING')).startsWith('+PONG')) break;
-      } catch {
-        // not up yet
-      }
+    while (!(await ping(port))) {
       if (child.exitCode !== null || Date.now() > deadline) {
         throw new Error(`redis-server on ${port} did not start: ${info.tail.join('')}`);
       }
       await sleep(25);
     }
+  };
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+  /** @param {NodeJS.Signals} signal */
+  const signal = signal => {
+    if (child?.pid !== undefined && running()) process.kill(child.pid, signal);
   };
   await launch();
   return {
@@ -165,18 +220,22 @@ export async function startRedis(port) {
       execFileSync(REDIS_SERVER, ['--version'])
         .toString()
         .match(/v=(\S+)/)?.[1] ?? '?',
-    /** @param {NodeJS.Signals} signal */
-    signal(signal) {
-      if (child?.pid !== undefined && child.exitCode === null) process.kill(child.pid, signal);
-    },
+    signal,
+    /** SIGKILL (after SIGCONT, in case it is frozen); resolves once it has exited. */
     async kill() {
-      if (!child || child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise(resolve => child?.once('exit', resolve));
-      this.signal('SIGCONT');
-      this.signal('SIGKILL');
+      if (!child || !running()) return;
+      const current = child;
+      const exited = new Promise(resolve => current.once('exit', resolve));
+      signal('SIGCONT');
+      signal('SIGKILL');
       await exited;
     },
+    /** Starts it again on the same port and dir (empty: no persistence). */
     restart: launch,
+    /** Freezes it (SIGSTOP): connections stay open, nothing answers. */
+    stop: () => signal('SIGSTOP'),
+    /** Resumes it after stop() (SIGCONT). */
+    cont: () => signal('SIGCONT'),
   };
 }
 
@@ -221,14 +280,7 @@ export async function startServer(variant, redisPort, flags = []) {
     url: `http://127.0.0.1:${port}/`,
     pid: /** @type {number} */ (child.pid),
     stderr: info.tail,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise(resolve => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopChild(child, 2000),
   };
 }
 
@@ -268,7 +320,7 @@ export function machineInfo() {
 /** Builds dist/ unless told not to; fails if it still is not there. */
 export function ensureBuilt(build = true) {
   if (build) {
-    console.error('bench: npm run build');
+    console.error(`${logLabel}: npm run build`);
     execFileSync('npm', ['run', '-s', 'build'], {
       cwd: ROOT,
       stdio: ['ignore', 'inherit', 'inherit'],
