@@ -33,6 +33,8 @@ export function ipKey(ip: string, ipv6Subnet: number | false = 56): string {
 
 export function normalizeIp(ip: string, ipv6Subnet: number | false): string {
   if (isIPv4(ip)) return ip;
+  // The common case on dual-stack servers: IPv4 clients appear IPv4-mapped.
+  if (ip.startsWith('::ffff:') && isIPv4(ip.slice(7))) return ip.slice(7);
   const zone = ip.indexOf('%');
   const bare = zone === -1 ? ip : ip.slice(0, zone);
   if (!isIPv6(bare)) return ip;
