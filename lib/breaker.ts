@@ -24,7 +24,6 @@ export class StoreBreaker {
     readonly policy: CircuitBreakerPolicy,
     /** Known for breakers built here; a passed-in policy keeps its own backoff. */
     private readonly halfOpenAfterMs: number | undefined,
-    readonly options: Required<BreakerOptions> | undefined,
   ) {
     // Date.now, like cockatiel itself, so fake timers drive both alike.
     policy.onBreak(() => {
@@ -87,7 +86,7 @@ export class BreakerRegistry {
     policy: CircuitBreakerPolicy | undefined,
     private readonly logger: Logger,
   ) {
-    if (policy) this.single = this.wire(new StoreBreaker(policy, undefined, undefined), 'redis');
+    if (policy) this.single = this.wire(new StoreBreaker(policy, undefined), 'redis');
     else if ((client as ClusterLike).isCluster !== true) this.single = this.create('redis');
   }
 
@@ -146,7 +145,7 @@ export class BreakerRegistry {
         `resilient-rate-limit: ${where} circuit breaker closed: deciding in Redis again`,
       );
     });
-    return this.wire(new StoreBreaker(policy, options.halfOpenAfter, options), node);
+    return this.wire(new StoreBreaker(policy, options.halfOpenAfter), node);
   }
 
   private wire(breaker: StoreBreaker, node: string): StoreBreaker {
