@@ -28,20 +28,9 @@ import {
   textTable,
   writeSection,
 } from './lib/report.mjs';
+import { VARIANTS } from './lib/variants.mjs';
 
-const ALL_VARIANTS = [
-  'bare',
-  'bare-aa',
-  'bare-headers',
-  'rrl-memory',
-  'rrl-memory-noheaders',
-  'rrl-redis',
-  'rrl-breaker-open',
-  'erl-memory',
-  'erl-redis',
-  'rlf-memory',
-  'rlf-redis',
-];
+const ALL_VARIANTS = VARIANTS;
 const USES_REDIS = new Set(['rrl-redis', 'erl-redis', 'rlf-redis']);
 // What X-RateLimit-Source must say for our variants (checked before and after each run).
 /** @type {Record<string, string>} */

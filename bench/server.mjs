@@ -16,20 +16,7 @@ import { RedisStore as ErlRedisStore } from 'rate-limit-redis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 // The built package through its own `exports` map: what ships.
 import { rateLimit } from 'resilient-rate-limit';
-
-const VARIANTS = [
-  'bare',
-  'bare-aa',
-  'bare-headers',
-  'rrl-memory',
-  'rrl-memory-noheaders',
-  'rrl-redis',
-  'rrl-breaker-open',
-  'erl-memory',
-  'erl-redis',
-  'rlf-memory',
-  'rlf-redis',
-];
+import { VARIANTS } from './lib/variants.mjs';
 
 const LIMIT = 1_000_000_000;
 const WINDOW_MS = 3_600_000;
