@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { runInThisContext } from 'node:vm';
 import { freePort } from './free-port.js';
 import { rawCommand, replyToText } from './resp.js';
+import { spawnSupervised, type SupervisedChild } from './supervised-child.js';
 
 export interface RedisProcessOptions {
   /** Fixed port; when omitted a free one is picked (and re-picked if another process races us to it). */
@@ -19,55 +18,6 @@ export interface RedisProcessOptions {
 }
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? 'redis-server';
-const OUTPUT_TAIL_CHARS = 4000;
-
-// Every redis-server we spawned and have not yet seen exit. The exit hook is
-// only installed while the set is non-empty so that re-evaluating this module
-// once per jest test file does not pile up process listeners.
-const liveChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-// Jest hands each test file a copy of `process` whose 'exit' event never
-// fires; vm.runInThisContext evaluates in Node's main context, where
-// `process` is the real one.
-const hostProcess: NodeJS.Process = (() => {
-  try {
-    const candidate = runInThisContext('process') as NodeJS.Process | undefined;
-    if (candidate && typeof candidate.on === 'function') return candidate;
-  } catch {
-    // Fall through to the (possibly sandboxed) global.
-  }
-  return process;
-})();
-
-function killLeftovers(): void {
-  for (const child of liveChildren) {
-    try {
-      // SIGKILL also ends a SIGSTOPped process, so no SIGCONT is needed here.
-      child.kill('SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-  liveChildren.clear();
-}
-
-function track(child: ChildProcess): void {
-  liveChildren.add(child);
-  if (!exitHookInstalled) {
-    hostProcess.on('exit', killLeftovers);
-    exitHookInstalled = true;
-  }
-}
-
-function untrack(child: ChildProcess): void {
-  liveChildren.delete(child);
-  if (liveChildren.size === 0 && exitHookInstalled) {
-    hostProcess.off('exit', killLeftovers);
-    exitHookInstalled = false;
-  }
-}
-
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms));
 
 class AddressInUseError extends Error {}
@@ -78,7 +28,7 @@ export class RedisProcess {
   private exited: Promise<void> = Promise.resolve();
   private running = false;
   private frozen = false;
-  private outputTail = '';
+  private supervised: SupervisedChild | undefined;
 
   private constructor(
     readonly port: number,
@@ -131,7 +81,7 @@ export class RedisProcess {
 
   /** Last few KB of redis-server stdout/stderr, for failure messages. */
   get output(): string {
-    return this.outputTail;
+    return this.supervised?.output() ?? '';
   }
 
   async kill(): Promise<void> {
@@ -207,49 +157,15 @@ export class RedisProcess {
       'no',
       ...this.extraArgs,
     ];
-    const child = spawn(REDIS_SERVER, args, { cwd: this.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
+    const supervised = spawnSupervised(REDIS_SERVER, args, this.cwd);
+    this.supervised = supervised;
+    this.child = supervised.child;
     this.running = true;
     this.frozen = false;
-    this.outputTail = '';
-    track(child);
-    // A test that forgets stop() must not keep jest (or a worker) alive: the
-    // event loop is allowed to drain, and the 'exit' hook above then kills
-    // the server. Polling timers keep us alive while we actually wait on it.
-    child.unref();
-    (child.stdout as Socket | null)?.unref();
-    (child.stderr as Socket | null)?.unref();
-    const append = (chunk: Buffer): void => {
-      this.outputTail = (this.outputTail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
-    };
-    child.stdout?.on('data', append);
-    child.stderr?.on('data', append);
-    this.exited = new Promise<void>(resolve => {
-      let done = false;
-      const onGone = (): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(drainTimer);
-        this.running = false;
-        this.frozen = false;
-        untrack(child);
-        // Close our pipe ends even if a forked grandchild still holds the
-        // write side, so no PIPEWRAP handle outlives the process.
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-        resolve();
-      };
-      let drainTimer: NodeJS.Timeout | undefined;
-      // 'exit' can precede the last stdout chunk (e.g. "Address already in
-      // use"), so prefer 'close'; the timer covers a pipe held open elsewhere.
-      child.once('close', onGone);
-      child.once('exit', () => {
-        drainTimer = setTimeout(onGone, 200);
-      });
-      child.once('error', err => {
-        this.outputTail += `\nspawn error: ${err.message}`;
-        onGone();
-      });
+    this.exited = supervised.exited.then(() => {
+      if (this.supervised !== supervised) return;
+      this.running = false;
+      this.frozen = false;
     });
   }
 
@@ -281,17 +197,15 @@ export class RedisProcess {
     const pid = child?.pid;
     for (;;) {
       if (!this.running || pid === undefined) {
-        if (/address already in use/i.test(this.outputTail)) {
-          throw new AddressInUseError(`port ${this.port} in use:\n${this.outputTail}`);
+        if (/address already in use/i.test(this.output)) {
+          throw new AddressInUseError(`port ${this.port} in use:\n${this.output}`);
         }
-        throw new Error(
-          `redis-server on port ${this.port} exited during startup:\n${this.outputTail}`,
-        );
+        throw new Error(`redis-server on port ${this.port} exited during startup:\n${this.output}`);
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
         throw new Error(
-          `redis-server on port ${this.port} did not answer within ${this.startTimeoutMs} ms:\n${this.outputTail}`,
+          `redis-server on port ${this.port} did not answer within ${this.startTimeoutMs} ms:\n${this.output}`,
         );
       }
       try {

@@ -1,30 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runInThisContext } from 'node:vm';
 import { freePort } from './free-port.js';
 import { RedisProcess } from './redis-process.js';
 import { rawCommand, replyToText, type RespReply } from './resp.js';
+import { spawnSupervised, type SupervisedChild } from './supervised-child.js';
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? 'redis-server';
-const OUTPUT_TAIL_CHARS = 4000;
-
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms));
-
-// Same trick as redis-process.ts: jest's sandboxed `process` never emits
-// 'exit', the main context's does. Used only as a last resort for a sentinel
-// whose stop() was never reached.
-const hostProcess: NodeJS.Process = (() => {
-  try {
-    const candidate = runInThisContext('process') as NodeJS.Process | undefined;
-    if (candidate && typeof candidate.on === 'function') return candidate;
-  } catch {
-    // Fall through to the (possibly sandboxed) global.
-  }
-  return process;
-})();
 
 export interface SentinelOptions {
   /** Master group name; default 'mymaster'. */
@@ -46,53 +30,18 @@ export interface SentinelOptions {
 export class SentinelProcess {
   readonly host = '127.0.0.1' as const;
   private running = true;
-  private outputTail = '';
+  private readonly child: ChildProcess;
   private readonly exited: Promise<void>;
-  private readonly killOnExit = (): void => {
-    try {
-      this.child.kill('SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  };
 
   private constructor(
     readonly port: number,
     readonly masterName: string,
     private readonly dir: string,
-    private readonly child: ChildProcess,
+    private readonly supervised: SupervisedChild,
   ) {
-    hostProcess.on('exit', this.killOnExit);
-    // A forgotten stop() must not keep jest alive; the exit hook kills it then.
-    child.unref();
-    (child.stdout as Socket | null)?.unref();
-    (child.stderr as Socket | null)?.unref();
-    const append = (chunk: Buffer): void => {
-      this.outputTail = (this.outputTail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
-    };
-    child.stdout?.on('data', append);
-    child.stderr?.on('data', append);
-    this.exited = new Promise<void>(resolve => {
-      let done = false;
-      let drainTimer: NodeJS.Timeout | undefined;
-      const onGone = (): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(drainTimer);
-        this.running = false;
-        hostProcess.off('exit', this.killOnExit);
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-        resolve();
-      };
-      child.once('close', onGone);
-      child.once('exit', () => {
-        drainTimer = setTimeout(onGone, 200);
-      });
-      child.once('error', err => {
-        this.outputTail += `\nspawn error: ${err.message}`;
-        onGone();
-      });
+    this.child = supervised.child;
+    this.exited = supervised.exited.then(() => {
+      this.running = false;
     });
   }
 
@@ -118,11 +67,8 @@ export class SentinelProcess {
           '',
         ].join('\n'),
       );
-      const child = spawn(REDIS_SERVER, [conf, '--sentinel'], {
-        cwd: dir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const sentinel = new SentinelProcess(port, masterName, dir, child);
+      const supervised = spawnSupervised(REDIS_SERVER, [conf, '--sentinel'], dir);
+      const sentinel = new SentinelProcess(port, masterName, dir, supervised);
       try {
         await sentinel.waitReady(options.startTimeoutMs ?? 5000);
         return sentinel;
@@ -145,7 +91,7 @@ export class SentinelProcess {
 
   /** Last few KB of the sentinel's log, for failure messages. */
   get output(): string {
-    return this.outputTail;
+    return this.supervised.output();
   }
 
   command(args: readonly string[], timeoutMs = 1000): Promise<RespReply> {
@@ -188,12 +134,14 @@ export class SentinelProcess {
     const pid = this.child.pid;
     for (;;) {
       if (!this.running || pid === undefined) {
-        throw new Error(`sentinel on port ${this.port} exited during startup:\n${this.outputTail}`);
+        throw new Error(
+          `sentinel on port ${this.port} exited during startup:\n${this.supervised.output()}`,
+        );
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
         throw new Error(
-          `sentinel on port ${this.port} did not answer within ${timeoutMs} ms:\n${this.outputTail}`,
+          `sentinel on port ${this.port} did not answer within ${timeoutMs} ms:\n${this.supervised.output()}`,
         );
       }
       try {
