@@ -8,6 +8,8 @@ import { RateLimitTimeoutError } from './errors.js';
 export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new RateLimitTimeoutError(ms)), ms);
+    // A budget, not work: it must never be what keeps a process alive.
+    timer.unref?.();
     promise.then(
       value => {
         clearTimeout(timer);

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { RateLimiter } from '../../lib/index.js';
 import { DECIDE_SHA } from '../../lib/stores/redis-scripts.js';
 import {
@@ -102,7 +102,12 @@ describe('RateLimiter when Redis answers errors (maxmemory + noeviction: OOM)', 
 describe('RateLimiter with a client whose offline queue is on', () => {
   it('still bounds each decision by the timeout while Redis is down', async () => {
     const redis = await RedisProcess.start();
-    const client = new Redis({ port: redis.port, host: '127.0.0.1' });
+    // Defaults on purpose (offline queue on), but no 2 s wait on disconnect.
+    const client = new Redis({
+      port: redis.port,
+      host: '127.0.0.1',
+      ...({ disconnectTimeout: 100 } as RedisOptions),
+    });
     client.on('error', () => undefined);
     await ready(client as never);
     const logger = recordingLogger();

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
 let counter = 0;
 
@@ -19,6 +19,8 @@ export function failFastClient(port: number, protocol: 2 | 3 = 3): Redis {
     autoResendUnfulfilledCommands: false,
     connectTimeout: 500,
     retryStrategy: () => 50,
+    // A dead Redis never answers the graceful close; don't wait 2 s for it.
+    ...({ disconnectTimeout: 100 } as RedisOptions),
   });
   client.on('error', () => undefined);
   return client;
