@@ -1,6 +1,8 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { RateLimiter } from '../../lib/index.js';
-import { DECIDE_SHA } from '../../lib/stores/redis-scripts.js';
+import { DECIDE_SCRIPTS } from '../../lib/stores/redis-scripts.js';
+
+const DECIDE_SHA = DECIDE_SCRIPTS['fixed-window'].sha;
 import {
   MARGIN_MS,
   OutageFixture,
