@@ -82,8 +82,10 @@ export class OutageContinuity {
 
   /** Notes `cost` units memory admitted for a key (its window ends at `resetAt`). */
   record(storageKey: string, cost: number, resetAt: number, now: number): void {
-    const windowStart = this.rule.algorithm === 'token-bucket' ? 0 : resetAt - this.rule.windowMs;
-    this.pendingHits.record(storageKey, cost, windowStart, now);
+    // A token bucket's resetAt is its TAT: the hits count until then.
+    if (this.rule.algorithm === 'token-bucket')
+      this.pendingHits.record(storageKey, cost, 0, now, resetAt);
+    else this.pendingHits.record(storageKey, cost, resetAt - this.rule.windowMs, now, resetAt);
   }
 
   /** Drops a key's local state (reset). */
@@ -184,7 +186,11 @@ export class OutageContinuity {
     const view = this.rule.failClosed ? this.memory.peek(storageKey, now) : undefined;
     let entry = this.pendingHits.get(storageKey);
     if (view === undefined && entry === undefined) return undefined;
-    if (entry !== undefined && !this.pendingHits.isLive(entry, now)) entry = undefined;
+    if (entry !== undefined && !this.pendingHits.isLive(entry, now) && !entry.inFlight) {
+      // Its window has ended: those hits count nowhere any more.
+      this.pendingHits.forget(storageKey);
+      entry = undefined;
+    }
     const observed = view !== undefined && view.observedAt > 0 ? now - view.observedAt : -1;
     const { algorithm, windowMs } = this.rule;
     const sent: PendingSnapshot = { windowStart: entry?.windowStart ?? 0, units: 0, previous: 0 };
@@ -228,11 +234,14 @@ export class OutageContinuity {
         ahead = view.a - now;
         frac = view.b;
       } else {
-        const spent = Math.ceil((mine * windowMs) / this.rule.fallbackLimit);
-        ahead = spent - (now - (entry?.lastAt ?? now));
+        // The view was evicted: the TAT memory reached with these hits.
+        ahead = (entry?.until ?? now) - now;
       }
       // A full bucket: nothing this instance holds still counts.
-      if (ahead < 0 || (ahead === 0 && frac === 0)) return undefined;
+      if (ahead < 0 || (ahead === 0 && frac === 0)) {
+        if (entry !== undefined && !entry.inFlight) this.pendingHits.forget(storageKey);
+        return undefined;
+      }
       sent.units = mine;
       args = [view !== undefined ? observed : -1, ahead, frac, mine];
     }

@@ -15,6 +15,8 @@ export type PendingEntry = {
   previous: number;
   /** Local epoch ms of the latest local hit. */
   lastAt: number;
+  /** Local epoch ms until which the units count (a token bucket's TAT). */
+  until: number;
   /** The call carrying these units to Redis, while one is out. */
   inFlight: Promise<unknown> | undefined;
 };
@@ -61,8 +63,11 @@ export class PendingHits {
     return [...this.entries.keys()];
   }
 
-  /** Notes `cost` units admitted locally at `now`, in the window opened at `windowStart`. */
-  record(storageKey: string, cost: number, windowStart: number, now: number): void {
+  /**
+   * Notes `cost` units admitted locally at `now`, in the window opened at
+   * `windowStart`, that count until `until` (local epoch ms).
+   */
+  record(storageKey: string, cost: number, windowStart: number, now: number, until: number): void {
     let entry = this.entries.get(storageKey);
     if (entry === undefined) {
       if (this.entries.size >= this.maxEntries) this.makeRoom(now);
@@ -72,6 +77,7 @@ export class PendingHits {
         units: 0,
         previous: 0,
         lastAt: now,
+        until,
         inFlight: undefined,
       };
     } else {
@@ -81,6 +87,7 @@ export class PendingHits {
     }
     entry.units += cost;
     entry.lastAt = now;
+    entry.until = Math.max(entry.until, until);
     this.units += cost;
     this.entries.set(storageKey, entry);
   }
@@ -89,7 +96,7 @@ export class PendingHits {
   acknowledge(entry: PendingEntry, sent: PendingSnapshot): void {
     if (this.entries.get(entry.storageKey) !== entry) return;
     const before = entry.units + entry.previous;
-    if (entry.windowStart === sent.windowStart) {
+    if (this.algorithm === 'token-bucket' || entry.windowStart === sent.windowStart) {
       entry.units = Math.max(0, entry.units - sent.units);
       entry.previous = Math.max(0, entry.previous - sent.previous);
     } else if (entry.windowStart === sent.windowStart + this.windowMs) {
@@ -119,7 +126,7 @@ export class PendingHits {
 
   /** Whether the entry's units still count anywhere at `now`. */
   isLive(entry: PendingEntry, now: number): boolean {
-    if (this.algorithm === 'token-bucket') return now < entry.lastAt + this.windowMs;
+    if (this.algorithm === 'token-bucket') return now < entry.until;
     const span = this.algorithm === 'sliding-window' ? 2 * this.windowMs : this.windowMs;
     return now < entry.windowStart + span;
   }
