@@ -5,6 +5,7 @@ import {
   type DroppedEvent,
   type PendingEntry,
   type PendingSnapshot,
+  type Tally,
 } from './pending-hits.js';
 import type { ResetLog } from './reset-log.js';
 import type { MemoryStore } from './stores/memory-store.js';
@@ -80,7 +81,10 @@ export class OutageContinuity {
     return this.pendingHits.get(storageKey)?.inFlight;
   }
 
-  /** Notes `cost` units memory admitted for a key (its window ends at `resetAt`). */
+  /**
+   * Notes `cost` units memory admitted for a key (its window ends at
+   * `resetAt`); a negative cost notes units memory refunded.
+   */
   record(storageKey: string, cost: number, resetAt: number, now: number): void {
     // A token bucket's resetAt is its TAT: the hits count until then.
     if (this.rule.algorithm === 'token-bucket')
@@ -117,15 +121,19 @@ export class OutageContinuity {
     }
     if (outgoing === undefined && !this.rule.failClosed) return call;
     return call.then(decision => {
-      // A reset after this call started wins: its answer describes the past.
-      if (this.resets.since(storageKey, mark)) return decision;
+      console.error('reply', JSON.stringify(decision), this.resets.since(storageKey, mark));
       if (entry !== undefined && outgoing !== undefined) {
+        // A no-op when a reset dropped the entry meanwhile.
         const before = this.pendingHits.hits;
         this.pendingHits.acknowledge(entry, outgoing.sent);
         this.acknowledged.hits += before - this.pendingHits.hits;
         this.acknowledged.keys++;
       }
-      if (this.rule.failClosed) this.adopt(storageKey, decision, startedAt);
+      // A reset or refund after this call started wins: the answer describes
+      // the state before it, so it must not become this instance's view.
+      if (this.rule.failClosed && !this.resets.since(storageKey, mark)) {
+        this.adopt(storageKey, decision, startedAt);
+      }
       return decision;
     });
   }
@@ -187,63 +195,67 @@ export class OutageContinuity {
     let entry = this.pendingHits.get(storageKey);
     if (view === undefined && entry === undefined) return undefined;
     if (entry !== undefined && !this.pendingHits.isLive(entry, now) && !entry.inFlight) {
-      // Its window has ended: those hits count nowhere any more.
+      // Its window has ended: those units count nowhere any more.
       this.pendingHits.forget(storageKey);
       entry = undefined;
     }
     const observed = view !== undefined && view.observedAt > 0 ? now - view.observedAt : -1;
     const { algorithm, windowMs } = this.rule;
-    const sent: PendingSnapshot = { windowStart: entry?.windowStart ?? 0, units: 0, previous: 0 };
+    const none: Tally = { hits: 0, refunds: 0 };
+    const sent: PendingSnapshot = {
+      windowStart: entry?.windowStart ?? 0,
+      current: entry ? { ...entry.current } : none,
+      previous: entry ? { ...entry.previous } : none,
+    };
     let args: ContinuityArgs;
     if (algorithm === 'fixed-window') {
-      let count = 0;
-      let start = 0;
-      let mine = 0;
-      if (view !== undefined && view.a > 0) {
-        count = view.a;
-        start = view.b;
-        if (entry?.windowStart === view.b) mine = Math.min(entry.units, count);
-      } else if (entry !== undefined) {
-        count = mine = entry.units;
-        start = entry.windowStart;
-      }
-      if (count === 0) return undefined;
-      sent.units = mine;
-      args = [view !== undefined && view.a > 0 ? observed : -1, count, now - start, mine];
+      // A live view counts even at 0 (refunded): its window's start does.
+      const seen = view !== undefined && (view.a > 0 || view.b > 0) ? view : undefined;
+      const start = seen?.b ?? entry?.windowStart ?? 0;
+      if (start === 0) return undefined;
+      // Local units belong to the view only if counted in its window.
+      const mine = entry !== undefined && entry.windowStart === start ? entry.current : none;
+      sent.current = { ...mine };
+      sent.previous = none;
+      args = [seen ? observed : -1, seen?.a ?? 0, now - start, mine.hits, mine.refunds];
     } else if (algorithm === 'sliding-window') {
       const current = now - (now % windowMs);
       const [viewCur, viewPrev] = view
         ? byWindow(view.b, view.a, view.c, current, windowMs)
         : [0, 0];
-      const [mineCur, minePrev] = entry
-        ? byWindow(entry.windowStart, entry.units, entry.previous, current, windowMs)
-        : [0, 0];
-      const cur = Math.max(viewCur, mineCur);
-      const prev = Math.max(viewPrev, minePrev);
-      if (cur + prev === 0) return undefined;
-      if (entry !== undefined) {
-        sent.units = entry.windowStart === current ? mineCur : minePrev;
-        sent.previous = entry.windowStart === current ? minePrev : entry.previous;
+      let mineCur = none;
+      let minePrev = none;
+      if (entry?.windowStart === current) {
+        mineCur = entry.current;
+        minePrev = entry.previous;
+      } else if (entry?.windowStart === current - windowMs) {
+        // Its previous window has ended: acknowledging drops those units.
+        minePrev = entry.current;
       }
-      args = [viewCur + viewPrev > 0 ? observed : -1, cur, prev, mineCur, minePrev];
+      if (viewCur + viewPrev + units(mineCur) + units(minePrev) === 0) return undefined;
+      args = [
+        viewCur + viewPrev > 0 ? observed : -1,
+        viewCur,
+        viewPrev,
+        mineCur.hits,
+        minePrev.hits,
+        mineCur.refunds,
+        minePrev.refunds,
+      ];
     } else {
-      const mine = entry?.units ?? 0;
-      let ahead: number;
-      let frac = 0;
-      if (view !== undefined) {
-        ahead = view.a - now;
-        frac = view.b;
-      } else {
-        // The view was evicted: the TAT memory reached with these hits.
-        ahead = (entry?.until ?? now) - now;
-      }
-      // A full bucket: nothing this instance holds still counts.
+      const mine = entry?.current ?? none;
+      let ahead = view !== undefined ? view.a - now : (entry?.until ?? now) - now;
+      const frac = view?.b ?? 0;
+      // A full bucket: nothing this instance holds still counts, but for a
+      // local refund of units Redis may still count.
       if (ahead < 0 || (ahead === 0 && frac === 0)) {
-        if (entry !== undefined && !entry.inFlight) this.pendingHits.forget(storageKey);
-        return undefined;
+        if (mine.refunds === 0) {
+          if (entry !== undefined && !entry.inFlight) this.pendingHits.forget(storageKey);
+          return undefined;
+        }
+        ahead = 0;
       }
-      sent.units = mine;
-      args = [view !== undefined ? observed : -1, ahead, frac, mine];
+      args = [view !== undefined ? observed : -1, ahead, frac, mine.hits, mine.refunds];
     }
     return { args, entry, sent };
   }
@@ -253,6 +265,8 @@ export class OutageContinuity {
    * keeping on top of it any local hits made while the call was out.
    */
   private adopt(storageKey: string, decision: RedisDecision, observedAt: number): void {
+    // Nothing to mirror: the key holds no state in Redis.
+    if (!decision.live) return;
     const { algorithm, windowMs, clock, fallbackLimit } = this.rule;
     const localNow = clock.now();
     const skewMs = localNow - decision.redisNow;
@@ -268,16 +282,18 @@ export class OutageContinuity {
     }
     // Hits made locally while the call was out are not in Redis's answer yet.
     const entry = this.pendingHits.get(storageKey);
-    if (entry !== undefined && entry.units > 0) {
+    const extra = entry === undefined ? 0 : entry.current.hits - entry.current.refunds;
+    if (entry !== undefined && extra !== 0) {
       if (algorithm === 'fixed-window') {
-        state.a += entry.units;
+        state.a = Math.max(0, state.a + extra);
         entry.windowStart = state.b;
       } else if (algorithm === 'sliding-window') {
         const current = localNow - (localNow % windowMs);
         const [cur, prev] = byWindow(state.b, state.a, state.c, current, windowMs);
-        Object.assign(state, { a: cur + entry.units, b: current, c: prev });
+        Object.assign(state, { a: Math.max(0, cur + extra), b: current, c: prev });
       } else {
-        state.a = Math.max(state.a, localNow) + Math.ceil((entry.units * windowMs) / fallbackLimit);
+        const debt = Math.max(state.a, localNow) + Math.ceil((extra * windowMs) / fallbackLimit);
+        state.a = Math.max(localNow, debt);
       }
     }
     const params = { algorithm, limit: fallbackLimit, windowMs, cost: 0, now: localNow };
@@ -285,6 +301,8 @@ export class OutageContinuity {
     this.memory.mirror(storageKey, state, params, exhausted, observedAt);
   }
 }
+
+const units = (tally: Tally): number => tally.hits + tally.refunds;
 
 // A (current, previous) pair stored for the window starting at `start`,
 // seen from the window starting at `current`.

@@ -1,30 +1,40 @@
 import type { AlgorithmName } from './types.js';
 
+/** Units admitted and refunded locally in one window. */
+export type Tally = { hits: number; refunds: number };
+
 /**
- * Units the memory store admitted for one key that Redis has not yet
- * acknowledged. Fixed and sliding windows remember which (local-clock) window
- * they were counted in; a token bucket's debt is continuous.
+ * What the memory store admitted and refunded for one key that Redis has not
+ * yet acknowledged. Hits and refunds stay apart: Redis applies the refunds to
+ * the count it holds before it adds the hits, so a refund can never cancel a
+ * hit it did not follow. Fixed and sliding windows remember which
+ * (local-clock) window they were counted in; a token bucket's debt is
+ * continuous.
  */
 export type PendingEntry = {
   readonly storageKey: string;
-  /** Local epoch ms the window of `units` opened (fixed, sliding); 0 for token bucket. */
+  /** Local epoch ms the `current` window opened (fixed, sliding); 0 for token bucket. */
   windowStart: number;
-  /** Units in that window. */
-  units: number;
-  /** Sliding window: units in the window before it. */
-  previous: number;
-  /** Local epoch ms of the latest local hit. */
+  current: Tally;
+  /** Sliding window: the window before `current`. */
+  previous: Tally;
+  /** Local epoch ms of the latest local hit or refund. */
   lastAt: number;
-  /** Local epoch ms until which the units count (a token bucket's TAT). */
+  /** Local epoch ms until which the hits count (a token bucket's TAT). */
   until: number;
+  /** Token bucket: local epoch ms until which a local refund is owed to Redis. */
+  owedUntil: number;
   /** The call carrying these units to Redis, while one is out. */
   inFlight: Promise<unknown> | undefined;
 };
 
 /** What one call carried, to be subtracted when Redis acknowledges it. */
-export type PendingSnapshot = { windowStart: number; units: number; previous: number };
+export type PendingSnapshot = { windowStart: number; current: Tally; previous: Tally };
 
 export type DroppedEvent = { keys: number; hits: number };
+
+const units = (entry: PendingEntry): number =>
+  entry.current.hits + entry.current.refunds + entry.previous.hits + entry.previous.refunds;
 
 /**
  * The outage hits of one rule that Redis has not yet confirmed, by key.
@@ -37,7 +47,7 @@ export type DroppedEvent = { keys: number; hits: number };
  */
 export class PendingHits {
   private readonly entries = new Map<string, PendingEntry>();
-  private units = 0;
+  private total = 0;
 
   constructor(
     private readonly algorithm: AlgorithmName,
@@ -46,9 +56,9 @@ export class PendingHits {
     private readonly onDropped: (event: DroppedEvent) => void,
   ) {}
 
-  /** Units not yet acknowledged, over all keys. */
+  /** Hits not yet acknowledged, over all keys. */
   get hits(): number {
-    return this.units;
+    return this.total;
   }
 
   get size(): number {
@@ -64,8 +74,9 @@ export class PendingHits {
   }
 
   /**
-   * Notes `cost` units admitted locally at `now`, in the window opened at
-   * `windowStart`, that count until `until` (local epoch ms).
+   * Notes `cost` units admitted locally at `now` (a negative cost: refunded),
+   * in the window opened at `windowStart`, that count until `until` (local
+   * epoch ms).
    */
   record(storageKey: string, cost: number, windowStart: number, now: number, until: number): void {
     let entry = this.entries.get(storageKey);
@@ -74,59 +85,69 @@ export class PendingHits {
       entry = {
         storageKey,
         windowStart,
-        units: 0,
-        previous: 0,
+        current: { hits: 0, refunds: 0 },
+        previous: { hits: 0, refunds: 0 },
         lastAt: now,
         until,
+        owedUntil: 0,
         inFlight: undefined,
       };
     } else {
-      // Most recently hit last, so the bound drops the coldest key first.
+      // Most recently used last, so the bound drops the coldest key first.
       this.entries.delete(storageKey);
       this.roll(entry, windowStart);
     }
-    entry.units += cost;
+    if (cost >= 0) {
+      entry.current.hits += cost;
+      this.total += cost;
+    } else {
+      // A refund first cancels local hits it follows; only the rest gives
+      // back units Redis counted before them.
+      const cancelled = Math.min(entry.current.hits, -cost);
+      entry.current.hits -= cancelled;
+      this.total -= cancelled;
+      entry.current.refunds += -cost - cancelled;
+      // What it gives back was debt Redis holds for at most one window.
+      if (cost + cancelled < 0) entry.owedUntil = now + this.windowMs;
+    }
     entry.lastAt = now;
-    entry.until = Math.max(entry.until, until);
-    this.units += cost;
+    entry.until = until;
     this.entries.set(storageKey, entry);
   }
 
   /** Subtracts what a call carried once Redis has merged it. */
   acknowledge(entry: PendingEntry, sent: PendingSnapshot): void {
     if (this.entries.get(entry.storageKey) !== entry) return;
-    const before = entry.units + entry.previous;
+    const before = entry.current.hits + entry.previous.hits;
     if (this.algorithm === 'token-bucket' || entry.windowStart === sent.windowStart) {
-      entry.units = Math.max(0, entry.units - sent.units);
-      entry.previous = Math.max(0, entry.previous - sent.previous);
+      subtract(entry.current, sent.current);
+      subtract(entry.previous, sent.previous);
     } else if (entry.windowStart === sent.windowStart + this.windowMs) {
       // The window rolled while the call was out: what was current is previous.
-      entry.previous = Math.max(0, entry.previous - sent.units);
+      subtract(entry.previous, sent.current);
     }
-    this.units -= before - entry.units - entry.previous;
-    if (entry.units + entry.previous === 0 && entry.inFlight === undefined) {
-      this.entries.delete(entry.storageKey);
-    }
+    this.total -= before - entry.current.hits - entry.previous.hits;
+    this.tidy(entry);
   }
 
   /** Drops a key's entry (reset), whatever is in flight for it. */
   forget(storageKey: string): void {
     const entry = this.entries.get(storageKey);
     if (entry === undefined) return;
-    this.units -= entry.units + entry.previous;
+    this.total -= entry.current.hits + entry.previous.hits;
     this.entries.delete(storageKey);
   }
 
-  /** Drops an entry that holds nothing any more (after its call settled). */
+  /** Drops an entry that holds nothing any more and has no call out. */
   tidy(entry: PendingEntry): void {
-    if (entry.units + entry.previous === 0 && entry.inFlight === undefined) {
+    if (units(entry) === 0 && entry.inFlight === undefined) {
       if (this.entries.get(entry.storageKey) === entry) this.entries.delete(entry.storageKey);
     }
   }
 
   /** Whether the entry's units still count anywhere at `now`. */
   isLive(entry: PendingEntry, now: number): boolean {
-    if (this.algorithm === 'token-bucket') return now < entry.until;
+    if (this.algorithm === 'token-bucket') return now < Math.max(entry.until, entry.owedUntil);
     const span = this.algorithm === 'sliding-window' ? 2 * this.windowMs : this.windowMs;
     return now < entry.windowStart + span;
   }
@@ -134,13 +155,11 @@ export class PendingHits {
   // Moves an entry to the window `windowStart`, keeping what still counts.
   private roll(entry: PendingEntry, windowStart: number): void {
     if (this.algorithm === 'token-bucket' || entry.windowStart === windowStart) return;
-    const kept =
-      this.algorithm === 'sliding-window' && windowStart === entry.windowStart + this.windowMs
-        ? entry.units
-        : 0;
-    this.units -= entry.units + entry.previous - kept;
-    entry.previous = kept;
-    entry.units = 0;
+    const adjacent =
+      this.algorithm === 'sliding-window' && windowStart === entry.windowStart + this.windowMs;
+    this.total -= entry.previous.hits + (adjacent ? 0 : entry.current.hits);
+    entry.previous = adjacent ? entry.current : { hits: 0, refunds: 0 };
+    entry.current = { hits: 0, refunds: 0 };
     entry.windowStart = windowStart;
   }
 
@@ -156,10 +175,21 @@ export class PendingHits {
       const coldest = this.entries.values().next();
       if (!coldest.done) {
         dropped.keys++;
-        dropped.hits += coldest.value.units + coldest.value.previous;
+        dropped.hits += coldest.value.current.hits + coldest.value.previous.hits;
         this.forget(coldest.value.storageKey);
       }
     }
     if (dropped.keys > 0) this.onDropped(dropped);
+  }
+}
+
+function subtract(tally: Tally, sent: Tally): void {
+  tally.hits -= sent.hits;
+  tally.refunds -= sent.refunds;
+  // Hits a refund cancelled while they were on their way are in Redis now:
+  // that refund gives back units Redis holds.
+  if (tally.hits < 0) {
+    tally.refunds -= tally.hits;
+    tally.hits = 0;
   }
 }

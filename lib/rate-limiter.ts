@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
 import { acquireBreakers, type BreakerRegistry, type StoreBreaker } from './breaker.js';
-import { checkCost, checkKey } from './arguments.js';
+import { checkCost, checkKey, checkLimit } from './arguments.js';
 import { RateLimitStoreError, isRateLimitCapacityError, RateLimitTimeoutError } from './errors.js';
 import {
   LIMITER_OPTIONS,
@@ -159,10 +159,16 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     return this.breakers?.state;
   }
 
-  /** Counts `cost` units for `key` if they fit. A denied call counts nothing. */
-  consume(key: string, cost = 1): Promise<RateLimitResult> {
+  /**
+   * Counts `cost` units for `key` if they fit. A denied call counts nothing.
+   * `options.limit` judges the key's one counter against another limit for
+   * this call (plans, tenants); the result and headers show that limit.
+   * @throws RateLimitArgumentError (as a rejection) for an empty key, or a
+   *   cost or limit that is not a whole number with 1 <= cost <= limit.
+   */
+  consume(key: string, cost = 1, options?: { limit?: number }): Promise<RateLimitResult> {
     try {
-      const result = this.decide(key, cost);
+      const result = this.decide(key, cost, options?.limit);
       return result instanceof Promise ? result : Promise.resolve(result);
     } catch (error) {
       return Promise.reject(error);
@@ -175,8 +181,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * when it answers synchronously.
    * @internal
    */
-  decide(key: string, cost: number): RateLimitResult | Promise<RateLimitResult> {
-    const result = this.decideUnobserved(key, cost);
+  decide(key: string, cost: number, limit?: number): RateLimitResult | Promise<RateLimitResult> {
+    const result = this.decideUnobserved(key, cost, limit ?? this.limit);
     const metrics = this.metrics;
     if (metrics === undefined) return result;
     if (!(result instanceof Promise)) {
@@ -189,23 +195,28 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     });
   }
 
-  private decideUnobserved(key: string, cost: number): RateLimitResult | Promise<RateLimitResult> {
+  private decideUnobserved(
+    key: string,
+    cost: number,
+    limit: number,
+  ): RateLimitResult | Promise<RateLimitResult> {
     checkKey(key);
-    checkCost(cost, this.limit);
+    if (limit !== this.limit) checkLimit(limit);
+    checkCost(cost, limit);
     const storageKey = this.name + '|' + toStorageKey(key);
     if (this.redisStore === undefined || this.breakers === undefined) {
-      return this.decideInMemory(key, storageKey, cost, this.limit, this.config.clock.now());
+      return this.decideInMemory(key, storageKey, cost, limit, this.config.clock.now());
     }
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers.forKey(redisKey);
-    if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
+    if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, limit, 'breaker-open');
     // After the breaker check: during an outage the fallback decides (and
     // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
       const blocked = this.blocks.check(storageKey, key, cost, this.config.clock.now());
-      if (blocked) return blocked;
+      if (blocked && blocked.limit === limit) return blocked;
     }
-    return this.decideInRedis(this.redisStore, breaker, key, storageKey, redisKey, cost);
+    return this.decideInRedis(this.redisStore, breaker, key, storageKey, redisKey, cost, limit);
   }
 
   private async decideInRedis(
@@ -215,6 +226,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     storageKey: string,
     redisKey: string,
     cost: number,
+    limit: number,
   ): Promise<RateLimitResult> {
     const started = this.metrics ? performance.now() : 0;
     const mark = this.resets.mark();
@@ -225,16 +237,16 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         breaker,
         storageKey,
         redisKey,
-        cost,
+        this.params(limit, cost, 0),
         this.config.timeoutMs,
       );
     } catch (error) {
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
-      return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
+      return this.fallBack(key, storageKey, cost, limit, this.reasonFor(error), error);
     }
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     this.inOutage = false;
-    const result = this.fromRedis(key, decision);
+    const result = this.fromRedis(key, decision, limit);
     if (!result.allowed && !this.resets.since(storageKey, mark)) {
       this.blocks.remember(storageKey, result, cost, this.config.clock.now());
     }
@@ -251,7 +263,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     breaker: StoreBreaker,
     storageKey: string,
     redisKey: string,
-    cost: number,
+    call: DecisionParams,
     budgetMs: number,
   ): Promise<RedisDecision> {
     const deadline = performance.now() + budgetMs;
@@ -259,7 +271,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       await withTimeout(wait, Math.max(1, deadline - performance.now()));
       wait = this.continuity.inFlight(storageKey);
     }
-    const params = this.params(this.limit, cost, this.config.clock.now());
+    const params = { ...call, now: this.config.clock.now() };
     return this.continuity.exchange(storageKey, params.now, args =>
       breaker.execute(() =>
         withTimeout(
@@ -285,7 +297,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       if (breaker.shouldSkip()) {
         return Promise.reject(new RateLimitStoreError('the circuit breaker is open'));
       }
-      return this.exchange(store, breaker, storageKey, redisKey, 0, WRITE_BACK_TIMEOUT_MS);
+      const params = this.params(this.limit, 0, 0);
+      return this.exchange(store, breaker, storageKey, redisKey, params, WRITE_BACK_TIMEOUT_MS);
     });
   }
 
@@ -321,10 +334,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           breaker,
           storageKey,
           redisKey,
-          0,
+          this.params(this.limit, 0, 0),
           this.config.timeoutMs,
         );
-        return decision.live ? this.fromRedis(key, decision) : undefined;
+        return decision.live ? this.fromRedis(key, decision, this.limit) : undefined;
       } catch (error) {
         if (!isBrokenCircuitError(error)) this.emit('storeError', error);
       }
@@ -332,6 +345,61 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const limit = this.redisStore ? this.fallbackLimit : this.limit;
     const decision = this.memory.get(storageKey, this.params(limit, 0, this.config.clock.now()));
     return decision && { ...decision, limit, source: 'memory', key };
+  }
+
+  /**
+   * Gives back `cost` units of `key` counted in its live window or bucket:
+   * never below zero, never into a window that has ended (login attempts
+   * that succeeded, work that was not done). In Redis it is one atomic call,
+   * merged with this instance's outage state like a decision; during an
+   * outage memory gives the units back and the refund reaches Redis with the
+   * key's other outage state, once. Other instances see it within 1 s.
+   * @throws RateLimitArgumentError for an empty key or a cost that is not a
+   *   positive whole number.
+   */
+  async refund(key: string, cost = 1): Promise<void> {
+    checkKey(key);
+    checkCost(cost, Number.MAX_SAFE_INTEGER);
+    const storageKey = this.name + '|' + toStorageKey(key);
+    const now = this.config.clock.now();
+    // Answers to calls already out describe the key before the refund.
+    this.resets.note(storageKey, now);
+    this.blocks.forget(storageKey);
+    const store = this.redisStore;
+    if (store === undefined || this.breakers === undefined) {
+      this.memory.refund(storageKey, this.params(this.limit, cost, now));
+      return;
+    }
+    const redisKey = this.redisKey(storageKey);
+    const breaker = this.breakers.forKey(redisKey);
+    if (!breaker.shouldSkip()) {
+      try {
+        const params = this.params(this.limit, -cost, 0);
+        const decision = await this.exchange(
+          store,
+          breaker,
+          storageKey,
+          redisKey,
+          params,
+          this.config.timeoutMs,
+        );
+        // An answer that holds no state is not mirrored: refund the view too.
+        if (!decision.live && this.failClosed) {
+          this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
+        }
+        return;
+      } catch (error) {
+        if (!isBrokenCircuitError(error)) this.emit('storeError', error);
+      }
+    }
+    // Fail-open rules keep no outage state: nothing to give back locally.
+    if (!this.failClosed) return;
+    // Only what memory gave back is owed to Redis: a refund of units this
+    // instance never saw counted is dropped (over-counting is the safe side).
+    const back = this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
+    if (back.units === 0) return;
+    this.continuity.record(storageKey, -back.units, back.resetAt, now);
+    this.scheduleWriteBack();
   }
 
   /**
@@ -402,7 +470,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         key,
       };
     } catch (error) {
-      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key);
+      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key, limit);
       throw error;
     }
   }
@@ -411,6 +479,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     key: string,
     storageKey: string,
     cost: number,
+    limit: number,
     reason: FallbackReason,
     error?: unknown,
   ): RateLimitResult {
@@ -424,9 +493,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     // Per request during an outage: build the event only for a listener.
     if (this.listenerCount('fallback') > 0) this.emit('fallback', { source, key, reason });
-    if (!this.failClosed) return this.bypass(key);
+    if (!this.failClosed) return this.bypass(key, limit);
     const now = this.config.clock.now();
-    const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);
+    const result = this.decideInMemory(key, storageKey, cost, this.fallbackFor(limit), now);
     if (result.allowed) {
       this.continuity.record(storageKey, cost, result.resetAt, now);
       if (reason !== 'breaker-open') this.scheduleWriteBack();
@@ -434,12 +503,18 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     return result;
   }
 
-  private bypass(key: string): RateLimitResult {
+  // The memory store's limit for a call judged against `limit`: the rule's
+  // fallbackLimit, and never more than that call's own limit.
+  private fallbackFor(limit: number): number {
+    return limit === this.limit ? this.fallbackLimit : Math.min(limit, this.fallbackLimit);
+  }
+
+  private bypass(key: string, limit = this.limit): RateLimitResult {
     const now = this.config.clock.now();
     return {
       allowed: true,
-      limit: this.limit,
-      remaining: this.limit,
+      limit,
+      remaining: limit,
       resetAt: now + this.windowMs,
       retryAfterMs: 0,
       source: 'bypass' satisfies DecisionSource,
@@ -449,11 +524,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   // Redis reports times on its own clock; shift them onto ours so resetAt and
   // the headers stay right when the app's clock is skewed.
-  private fromRedis(key: string, decision: RedisDecision): RateLimitResult {
+  private fromRedis(key: string, decision: RedisDecision, limit: number): RateLimitResult {
     const skew = this.config.clock.now() - decision.redisNow;
     return {
       allowed: decision.allowed,
-      limit: this.limit,
+      limit,
       remaining: Math.max(0, decision.remaining),
       resetAt: decision.resetAt + skew,
       retryAfterMs: decision.retryAfterMs,

@@ -183,6 +183,22 @@ export class MemoryStore implements RateLimitStore {
     return entry !== undefined && entry.expiresAt > now ? entry : undefined;
   }
 
+  /**
+   * Gives back `params.cost` units of `key` in its live window or bucket.
+   * Returns the units given back and when the window or bucket they were in
+   * frees capacity (epoch ms).
+   */
+  refund(key: string, params: DecisionParams): { units: number; resetAt: number } {
+    const entry = this.lookup(key, params.now);
+    if (entry === undefined) return { units: 0, resetAt: params.now };
+    const algorithm = algorithms[params.algorithm];
+    const units = algorithm.refund(entry, params, params.cost, params.now);
+    entry.expiresAt = algorithm.expiresAt(entry, params);
+    const decision = algorithm.decide(entry, params, 0, params.now);
+    this.file(entry, !decision.allowed);
+    return { units, resetAt: decision.resetAt };
+  }
+
   reset(key: string): void {
     const entry = this.entries.get(key);
     if (entry) this.drop(entry);

@@ -10,17 +10,19 @@ import type { AlgorithmName } from '../types.js';
  *          Redis time of the last reset (views taken before it are stale)
  * ARGV[1]  limit            ARGV[2]  window ms
  * ARGV[3]  now in ms, or '' to use Redis TIME
- * ARGV[4]  cost (0 = read only)
+ * ARGV[4]  cost (0 = read only; negative = refund that many units, then read)
  * ARGV[5]  absent when the caller holds no state for the key; else how long ago
  *          (ms, caller's clock) it last saw the key in Redis, or -1 if never.
  *          Then ARGV[6..] carry that state, all times as ages so that no
  *          clock skew estimate is needed (see each family below).
  * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
- *            1 if the key held live state (or was restored) }
+ *            1 if the key holds live state after the call }
  *
  * The merge is what keeps counts continuous across outages and Redis data
- * loss: stored = max(stored, known) + local, where `known` is the count the
- * caller last saw in Redis and `local` what it admitted from memory since.
+ * loss: stored = max(0, max(stored, known) - refunded) + admitted, where
+ * `known` is the count the caller last saw in Redis, and `refunded` and
+ * `admitted` what it refunded and admitted from memory since (refunds first:
+ * they give back units counted before them, never hits made after them).
  * `known` restores what Redis lost (restart, FLUSHDB, eviction, a failover to
  * a replica that missed writes); max() keeps it from double-counting what
  * Redis still has; `local` is added exactly once because the caller forgets
@@ -54,49 +56,58 @@ end
 local units = math.max(cost, 1)
 local allowed = false
 local merged = false
+local refunded = false
 local remaining, resetAt, retry, expiresAt
 -- 'incr' when only the count moves within a window already stored, so the
 -- common hit costs one HINCRBY; 'set' rewrites the state and its expiry.
 local write = false`;
 
 const EPILOGUE = `
-if merged then write = 'set' end
+if merged or refunded then write = 'set' end
 if write == 'incr' then
   redis.call('HINCRBY', key, 'a', cost)
 elseif write then
   redis.call('HSET', key, 'a', a, 'b', b, 'c', c)
+  -- A refund, like a reset, makes every view taken before it stale.
+  if refunded then
+    r = now
+    redis.call('HSET', key, 'r', r)
+  end
   -- A reset marker must outlive every view that predates it.
   if r > 0 then expiresAt = math.max(expiresAt, r + 2 * window) end
   -- A second of slack: the script decides from the stored times, so expiry
   -- is only clean-up and must not race a test clock that runs slow.
   redis.call('PEXPIRE', key, math.max(1, expiresAt - now) + 1000)
 end
-if merged then live = 1 end
+if merged or write then live = 1 end
 local ok = 0
 if allowed then ok = 1 end
 return { ok, remaining, resetAt, retry, now, a, b, c, live }`;
 
 /*
  * Fixed window. State: a = count, b = window start (Redis ms).
- * ARGV[6] the caller's count for its live window (seen in Redis + local)
+ * ARGV[6] the caller's count for its live window (seen in Redis, then local)
  * ARGV[7] how long ago that window started (ms)
- * ARGV[8] how much of the count the caller admitted locally, unacknowledged
+ * ARGV[8], ARGV[9] units the caller admitted and refunded locally in it,
+ *                  unacknowledged
  */
 const FIXED_WINDOW = `${PRELUDE}
 if s[1] and now < b + window then live = 1 end
 if viewed then
   local count = tonumber(ARGV[6])
   local start = now - tonumber(ARGV[7])
-  local mine = tonumber(ARGV[8])
+  local mine, back = tonumber(ARGV[8]), tonumber(ARGV[9])
   local seen = 0
-  if known then seen = count - mine end
-  if now < start + window and seen + mine > 0 then
-    local count2, start2 = seen + mine, start
+  if known then seen = math.max(0, count - mine + back) end
+  -- A live window is restored even at count 0 (refunded): its start still counts.
+  if now < start + window and (seen > 0 or mine > 0 or back > 0 or live == 0) then
+    local base, start2 = seen, start
     if live == 1 then
-      count2 = math.max(a, seen) + mine
+      base = math.max(a, seen)
       -- A window restored after data loss keeps its original start.
       start2 = math.min(b, start)
     end
+    local count2 = math.max(0, base - back) + mine
     if count2 ~= a or start2 ~= b then
       a = count2
       b = start2
@@ -104,8 +115,17 @@ if viewed then
     end
   end
 end
+if cost < 0 then
+  if b > 0 and now < b + window then
+    a = math.max(0, a + cost)
+    refunded = true
+  end
+  cost = 0
+  units = 1
+end
 local fresh = false
-if a == 0 or now >= b + window then
+-- A window lives its whole length, even when refunds brought it to 0.
+if b == 0 or now >= b + window then
   a = 0
   b = now
   fresh = true
@@ -130,9 +150,10 @@ ${EPILOGUE}`;
 /*
  * Sliding window (aligned windows, weighted previous count).
  * State: a = current count, b = current window start, c = previous count.
- * ARGV[6], ARGV[7] the caller's current and previous window counts (seen in
- *                  Redis + local), by window index relative to now
- * ARGV[8], ARGV[9] how much of each the caller admitted locally, unacknowledged
+ * ARGV[6], ARGV[7]   the caller's current and previous window counts (seen in
+ *                    Redis, then local), by window index relative to now
+ * ARGV[8], ARGV[9]   units the caller admitted locally in each, unacknowledged
+ * ARGV[10], ARGV[11] units it refunded locally in each, unacknowledged
  */
 const SLIDING_WINDOW = `${PRELUDE}
 local start = now - (now % window)
@@ -148,13 +169,14 @@ end
 if s[1] and now < b + 2 * window then live = 1 end
 if viewed then
   local mineCur, minePrev = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local backCur, backPrev = tonumber(ARGV[10]), tonumber(ARGV[11])
   local seenCur, seenPrev = 0, 0
   if known then
-    seenCur = tonumber(ARGV[6]) - mineCur
-    seenPrev = tonumber(ARGV[7]) - minePrev
+    seenCur = math.max(0, tonumber(ARGV[6]) - mineCur + backCur)
+    seenPrev = math.max(0, tonumber(ARGV[7]) - minePrev + backPrev)
   end
-  local nextCur = math.max(cur, seenCur) + mineCur
-  local nextPrev = math.max(prev, seenPrev) + minePrev
+  local nextCur = math.max(0, math.max(cur, seenCur) - backCur) + mineCur
+  local nextPrev = math.max(0, math.max(prev, seenPrev) - backPrev) + minePrev
   if nextCur ~= cur or nextPrev ~= prev then
     cur = nextCur
     prev = nextPrev
@@ -163,6 +185,18 @@ if viewed then
     c = prev
     merged = true
   end
+end
+if cost < 0 then
+  -- Only the current window's count: a refund never reaches an ended window.
+  if cur > 0 then
+    cur = math.max(0, cur + cost)
+    a = cur
+    b = start
+    c = prev
+    refunded = true
+  end
+  cost = 0
+  units = 1
 end
 local used = cur + math.ceil(prev * (window - (now - start)) / window)
 resetAt = start + window
@@ -203,7 +237,8 @@ ${EPILOGUE}`;
  * Token bucket as GCRA. State: a = TAT (Redis ms), b = remainder in 1/limit ms.
  * ARGV[6] how far the caller's TAT lies ahead of its now (whole ms; <= 0: full)
  * ARGV[7] the caller's remainder (1/limit ms)
- * ARGV[8] how many units of it the caller admitted locally, unacknowledged
+ * ARGV[8], ARGV[9] units the caller admitted and refunded locally,
+ *                  unacknowledged
  * Debts are compared in 1/limit ms relative to now, which stays exact in a
  * double for any window and limit a rule can have. An age reaches the script
  * a transit time late, so a view reads up to that much too high: it restores
@@ -213,22 +248,33 @@ ${EPILOGUE}`;
 const TOKEN_BUCKET = `${PRELUDE}
 if s[1] and (now < a or (now == a and b > 0)) then live = 1 end
 if viewed then
-  local ahead = tonumber(ARGV[6]) * limit + tonumber(ARGV[7])
-  if ahead > 0 then
+  local ahead = math.max(0, tonumber(ARGV[6]) * limit + tonumber(ARGV[7]))
+  local back = tonumber(ARGV[9]) * window
+  if ahead > 0 or back > 0 then
     -- Local hits count only for the part of the debt that has not refilled.
     local mine = math.min(tonumber(ARGV[8]) * window, ahead)
     local stored = 0
     if live == 1 then stored = (a - now) * limit + b end
     local seen = 0
-    if known then seen = ahead - mine end
+    if known then seen = math.max(0, ahead - mine + back) end
     if live == 1 and seen <= stored + window then seen = 0 end
-    local debt = math.max(stored, seen) + mine
-    if debt > stored then
+    local debt = math.max(0, math.max(stored, seen) - back) + mine
+    if debt ~= stored then
       a = now + math.floor(debt / limit)
       b = debt % limit
       merged = true
     end
   end
+end
+if cost < 0 then
+  if live == 1 or merged then
+    local debt = math.max(0, (a - now) * limit + b + cost * window)
+    a = now + math.floor(debt / limit)
+    b = debt % limit
+    refunded = true
+  end
+  cost = 0
+  units = 1
 end
 local tat, frac = a, b
 if tat < now or (tat == now and frac == 0) then
