@@ -57,8 +57,10 @@ function run(file: string, args: string[], timeoutMs: number): Promise<string> {
 }
 
 export interface RedisClusterOptions {
-  /** Number of master nodes (no replicas); default 3. */
+  /** Number of master nodes; default 3. */
   masters?: number;
+  /** Replicas per master (`--cluster-replicas`); default 0. */
+  replicas?: number;
   /**
    * cluster-node-timeout; default 2000. Also sets how long a restarted master
    * waits before reporting cluster_state:ok again (clamped to 500..5000 ms).
@@ -108,10 +110,13 @@ export class RedisCluster {
 
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
     const masters = options.masters ?? 3;
+    const replicas = options.replicas ?? 0;
     if (masters < 3) throw new Error('redis-cli --cluster create needs at least 3 masters');
     const dir = mkdtempSync(join(tmpdir(), 'rrl-cluster-'));
     const settled = await Promise.allSettled(
-      Array.from({ length: masters }, () => startNode(dir, options.nodeTimeoutMs ?? 2000)),
+      Array.from({ length: masters * (1 + replicas) }, () =>
+        startNode(dir, options.nodeTimeoutMs ?? 2000),
+      ),
     );
     const nodes = settled.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
     const cluster = new RedisCluster(nodes, dir);
@@ -125,7 +130,7 @@ export class RedisCluster {
           'create',
           ...nodes.map(n => `${n.host}:${n.port}`),
           '--cluster-replicas',
-          '0',
+          String(replicas),
           '--cluster-yes',
         ],
         20_000,
@@ -193,6 +198,21 @@ export class RedisCluster {
       return node;
     }
     throw new Error(`no master owns slot ${slot}:\n${table}`);
+  }
+
+  /** The node replicating `master`, according to CLUSTER NODES. */
+  async replicaOf(master: RedisProcess): Promise<RedisProcess> {
+    const masterId = (await master.command('CLUSTER', 'MYID')).trim();
+    const table = await this.clusterNodes();
+    for (const line of table.split('\n')) {
+      const fields = line.trim().split(' ');
+      const flags = (fields[2] ?? '').split(',');
+      if (!flags.includes('slave') || fields[3] !== masterId) continue;
+      const port = Number(/:(\d+)@/.exec(fields[1] ?? '')?.[1]);
+      const node = this.nodes.find(n => n.port === port);
+      if (node) return node;
+    }
+    throw new Error(`no replica of ${master.port} (${masterId}):\n${table}`);
   }
 
   async stop(): Promise<void> {
