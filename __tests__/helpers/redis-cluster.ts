@@ -91,6 +91,9 @@ async function startNode(dir: string, nodeTimeoutMs: number): Promise<RedisProce
           String(nodeTimeoutMs),
           '--cluster-port',
           String(busPort),
+          // Replicas sync at once instead of after the default 5 s wait.
+          '--repl-diskless-sync-delay',
+          '0',
         ],
       });
     } catch (err) {
@@ -136,6 +139,7 @@ export class RedisCluster {
         20_000,
       );
       await cluster.waitUntilHealthy();
+      if (replicas > 0) await cluster.waitReplicasInSync();
       return cluster;
     } catch (err) {
       await cluster.stop();
@@ -173,6 +177,28 @@ export class RedisCluster {
         throw new Error(`cluster not healthy after ${timeoutMs} ms:\n${lastInfo}`);
       }
       await sleep(100);
+    }
+  }
+
+  /** Polls until every running replica has its master link up (initial sync done). */
+  async waitReplicasInSync(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const infos = await Promise.all(
+        this.nodes
+          .filter(n => n.isRunning && !n.isFrozen)
+          .map(n =>
+            n.command('INFO', 'replication').catch((err: Error) => `error: ${err.message}`),
+          ),
+      );
+      const syncing = infos.filter(
+        info => /^role:slave\r?$/m.test(info) && !/^master_link_status:up\r?$/m.test(info),
+      );
+      if (syncing.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`replicas not in sync after ${timeoutMs} ms:\n${syncing.join('\n---\n')}`);
+      }
+      await sleep(50);
     }
   }
 
