@@ -200,8 +200,8 @@ describe('issue 10 case 2: first recovery after a restart or SCRIPT FLUSH', () =
     async (loss, autoPipelining) => {
       rig = await Rig.start({ autoPipelining });
       const limiter = rig.limiter({ limit: 3, window: '1h' });
-      // Before the outage the key was never decided in Redis; the rule's
-      // script is loaded by an unrelated key.
+      // One decision in Redis for another key: the outage starts from a live
+      // connection with the decision script loaded; 'k' itself never reached Redis.
       expect((await limiter.consume('warm-up')).source).toBe('redis');
       if (loss === 'a restart') await rig.redis.kill();
       else rig.cut();
