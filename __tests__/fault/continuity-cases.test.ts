@@ -1,7 +1,6 @@
 // The seven failing inputs of issue 10 ("Exact continuity"), one test each,
 // against the public API and a real redis-server. Each states the exact input
 // the issue reports and asserts the value a correct limiter gives.
-import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import { RateLimiter, type RateLimitResult, type RateLimiterOptions } from '../../lib/index.js';
@@ -20,12 +19,11 @@ import { TcpProxy } from '../helpers/tcp-proxy.js';
 // NAMES ADDED BY THE REWRITE (issue 10). The only place this file spells them.
 // The pending bound emits this event, with { keys, hits }, when it has to
 // drop live outage hits; pruning windows that have already ended is not a
-// drop. Listened to through a plain EventEmitter so this file compiles before
-// and after the event joins RateLimiterEvents.
+// drop.
 const PENDING_DROPPED_EVENT = 'pendingDropped';
 type PendingDropped = { keys: number; hits: number };
 function onPendingDropped(limiter: RateLimiter, listener: (event: PendingDropped) => void): void {
-  (limiter as unknown as EventEmitter).on(PENDING_DROPPED_EVENT, listener);
+  limiter.on(PENDING_DROPPED_EVENT, listener);
 }
 // ---------------------------------------------------------------------------
 
