@@ -18,6 +18,12 @@ import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { BlockCache } from './block-cache.js';
 import { OutageContinuity, type ReconciledEvent } from './outage-continuity.js';
+import { outageBudget } from './outage-budget.js';
+import {
+  acquireInstanceRegistry,
+  releaseInstanceRegistry,
+  type InstanceRegistry,
+} from './instance-registry.js';
 import type { RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
@@ -58,7 +64,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   readonly windowMs: number;
   readonly algorithm: AlgorithmName;
   readonly failClosed: boolean;
-  readonly fallbackLimit: number;
   readonly memory: MemoryStore;
   private readonly config: LimiterConfig;
   private readonly redisStore: RedisStore | undefined;
@@ -67,6 +72,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly continuity: OutageContinuity;
   private readonly blocks: BlockCache;
   private readonly metrics: RateLimitMetrics | undefined;
+  private readonly registry: { client: RedisClient; registry: InstanceRegistry } | undefined;
   private inOutage = false;
   private closed = false;
 
@@ -81,14 +87,17 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.windowMs = config.windowMs;
     this.algorithm = config.algorithm;
     this.failClosed = config.failClosed;
-    this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
+    // A getter: with 'share' the budget follows the live instance count.
+    const budget = (): number => this.fallbackLimit;
     this.continuity = new OutageContinuity(
       {
         name: this.name,
         algorithm: this.algorithm,
         limit: this.limit,
-        fallbackLimit: this.fallbackLimit,
+        get fallbackLimit() {
+          return budget();
+        },
         windowMs: this.windowMs,
         clock: config.clock,
         logger: config.logger,
@@ -105,7 +114,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.metrics = config.metrics;
     if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
-    if (config.fallbackLimit > config.limit) {
+    if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
@@ -121,6 +130,14 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       }
       this.breakers = acquireBreakers(client, config.breaker, config.logger);
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
+      if (config.fallbackLimit === 'share') {
+        const registry = acquireInstanceRegistry(client, config.prefix, {
+          horizonMs: config.instanceHorizonMs,
+          clock: config.redisTime === 'clock' ? config.clock : undefined,
+          logger: config.logger,
+        });
+        this.registry = { client, registry };
+      }
       this.disposers.push(
         this.breakers.subscribe({
           open: () => this.emit('breakerOpen'),
@@ -133,6 +150,22 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         }),
       );
     }
+  }
+
+  /**
+   * Cost units per key per window this instance admits from memory during an
+   * outage: `fallbackLimit`, or with `'share'` `ceil(limit / liveInstances)`.
+   */
+  get fallbackLimit(): number {
+    return outageBudget(this.limit, this.config.fallbackLimit, this.liveInstances ?? 1);
+  }
+
+  /**
+   * Live instances (this one included) seen in Redis at the last registry
+   * refresh; `undefined` unless `fallbackLimit` is `'share'` on Redis.
+   */
+  get liveInstances(): number | undefined {
+    return this.registry?.registry.liveInstances;
   }
 
   /** The Redis breaker's state; `undefined` in memory-only mode. */
@@ -295,6 +328,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.closed = true;
     await this.continuity.settled();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
+    if (this.registry) releaseInstanceRegistry(this.registry.client, this.registry.registry);
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();
   }
@@ -351,7 +385,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (!this.failClosed) return this.bypass(key);
     const now = this.config.clock.now();
     const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);
-    if (result.allowed) this.continuity.record(storageKey, cost, result.resetAt, now);
+    if (result.allowed) {
+      this.continuity.record(storageKey, cost, result.resetAt, now);
+      this.metrics?.outageAdmitted?.(this.name, cost);
+    }
     return result;
   }
 

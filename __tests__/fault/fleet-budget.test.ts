@@ -1,0 +1,164 @@
+import express from 'express';
+import type { Redis } from 'ioredis';
+import request from 'supertest';
+import { rateLimit, type RateLimitMiddleware } from '../../lib/index.js';
+import { findInstanceRegistry, type InstanceRegistry } from '../../lib/instance-registry.js';
+import { RedisProcess } from '../helpers/redis-process.js';
+import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
+
+const LIMIT = 30;
+const INSTANCES = 3;
+const HORIZON_MS = 30_000;
+
+/**
+ * Three app instances, each with its own Redis client, limiter and Express
+ * app, behind a round-robin "balancer" (request i goes to instance i mod 3),
+ * all limiting one key on one shared redis-server.
+ */
+class Fleet {
+  private next = 0;
+  private constructor(
+    readonly redis: RedisProcess,
+    readonly clients: Redis[],
+    readonly limiters: RateLimitMiddleware[],
+    readonly apps: express.Express[],
+    readonly logger: ReturnType<typeof recordingLogger>,
+  ) {}
+
+  static async start(fallbackLimit: 'share' | undefined): Promise<Fleet> {
+    const redis = await RedisProcess.start();
+    const logger = recordingLogger();
+    const name = uniqueName('fleet');
+    const clients: Redis[] = [];
+    const limiters: RateLimitMiddleware[] = [];
+    const apps: express.Express[] = [];
+    for (let i = 0; i < INSTANCES; i++) {
+      const client = failFastClient(redis.port);
+      await ready(client);
+      const limiter = rateLimit({
+        name,
+        limit: LIMIT,
+        window: '1h',
+        redis: client,
+        fallbackLimit,
+        // Its own store per instance: separate processes share no memory.
+        memory: { maxKeys: 100 },
+        timeout: 100,
+        breaker: { threshold: 1, halfOpenAfter: 60_000 },
+        logger,
+        key: () => 'tenant-1',
+      });
+      const app = express();
+      app.post('/tenants', limiter, (_req, res) => {
+        res.status(201).end();
+      });
+      clients.push(client);
+      limiters.push(limiter);
+      apps.push(app);
+    }
+    return new Fleet(redis, clients, limiters, apps, logger);
+  }
+
+  registries(): InstanceRegistry[] {
+    return this.clients.map(client => {
+      const registry = findInstanceRegistry(client, 'rl:', HORIZON_MS);
+      if (!registry) throw new Error('no instance registry for this client');
+      return registry;
+    });
+  }
+
+  /** Two refresh rounds: after the first every instance is in the set, the second reads it. */
+  async heartbeat(): Promise<void> {
+    for (let round = 0; round < 2; round++) {
+      for (const registry of this.registries()) await registry.refresh();
+    }
+  }
+
+  /** `count` requests through the balancer; returns the status and source of each. */
+  async send(count: number): Promise<Array<{ status: number; source: string; limit: string }>> {
+    const out = [];
+    for (let i = 0; i < count; i++) {
+      const app = this.apps[this.next++ % INSTANCES] as express.Express;
+      const response = await request(app).post('/tenants');
+      out.push({
+        status: response.status,
+        source: String(response.headers['x-ratelimit-source']),
+        limit: String(response.headers['x-ratelimit-limit']),
+      });
+    }
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.limiters.map(l => l.limiter.close()));
+    for (const client of this.clients) client.disconnect();
+    await this.redis.stop();
+  }
+}
+
+const admitted = (samples: Array<{ status: number }>): number =>
+  samples.filter(s => s.status === 201).length;
+
+describe("fallbackLimit: 'share' across 3 instances when Redis dies", () => {
+  let fleet: Fleet | undefined;
+
+  afterEach(async () => {
+    await fleet?.stop();
+    fleet = undefined;
+  });
+
+  it('admits at most limit + N - 1 for one key over a window the outage covers', async () => {
+    fleet = await Fleet.start('share');
+    await fleet.heartbeat();
+    expect(fleet.limiters.map(l => l.limiter.liveInstances)).toEqual([3, 3, 3]);
+    expect(fleet.limiters.map(l => l.limiter.fallbackLimit)).toEqual([10, 10, 10]);
+
+    await fleet.redis.kill();
+    const outage = await fleet.send(4 * LIMIT);
+
+    expect(outage.every(s => s.source === 'memory')).toBe(true);
+    expect(outage.filter(s => s.status >= 500)).toEqual([]);
+    expect(admitted(outage)).toBeLessThanOrEqual(LIMIT + INSTANCES - 1);
+    // Round robin spreads the key evenly: each instance spends its whole share.
+    expect(admitted(outage)).toBe(INSTANCES * Math.ceil(LIMIT / INSTANCES));
+    expect(new Set(outage.map(s => s.limit))).toEqual(new Set(['10']));
+
+    // The registry cannot be refreshed now; the count last read stays in force.
+    for (const registry of fleet.registries()) await registry.refresh();
+    expect(fleet.limiters.map(l => l.limiter.liveInstances)).toEqual([3, 3, 3]);
+    const warnings = fleet.logger.warn.mock.calls.map(call => String(call[0]));
+    expect(
+      warnings.filter(w => w.includes('could not refresh the instance registry')),
+    ).toHaveLength(INSTANCES);
+    expect(warnings.filter(w => w.includes('cannot decide in Redis'))).toHaveLength(INSTANCES);
+  });
+
+  it('control: the default fallbackLimit admits N x limit', async () => {
+    fleet = await Fleet.start(undefined);
+    expect(fleet.limiters.map(l => l.limiter.liveInstances)).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    await fleet.redis.kill();
+    const outage = await fleet.send(4 * LIMIT);
+    expect(outage.every(s => s.source === 'memory')).toBe(true);
+    expect(admitted(outage)).toBe(INSTANCES * LIMIT);
+    const warnings = fleet.logger.warn.mock.calls.map(call => String(call[0]));
+    expect(warnings.filter(w => w.includes('cannot decide in Redis'))).toHaveLength(INSTANCES);
+  });
+
+  it('stays within the bound when Redis dies in the middle of the window', async () => {
+    fleet = await Fleet.start('share');
+    await fleet.heartbeat();
+    const before = await fleet.send(6);
+    expect(before.map(s => `${s.status}:${s.source}`)).toEqual(Array(6).fill('201:redis'));
+
+    await fleet.redis.kill();
+    const outage = await fleet.send(4 * LIMIT);
+    // Each instance goes on from the count it last saw in Redis (4, 5 and 6),
+    // so it admits only what is left of its share of 10.
+    expect(admitted(outage)).toBe(6 + 5 + 4);
+    expect(admitted(before) + admitted(outage)).toBeLessThanOrEqual(LIMIT + INSTANCES - 1);
+  });
+});
