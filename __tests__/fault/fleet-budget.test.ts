@@ -11,9 +11,9 @@ const INSTANCES = 3;
 const HORIZON_MS = 30_000;
 
 /**
- * Three app instances, each with its own Redis client, limiter and Express
- * app, behind a round-robin "balancer" (request i goes to instance i mod 3),
- * all limiting one key on one shared redis-server.
+ * N app instances (3 unless told), each with its own Redis client, limiter
+ * and Express app, behind a round-robin "balancer" (request i goes to
+ * instance i mod N), all limiting one key on one shared redis-server.
  */
 class Fleet {
   private next = 0;
@@ -25,19 +25,23 @@ class Fleet {
     readonly logger: ReturnType<typeof recordingLogger>,
   ) {}
 
-  static async start(fallbackLimit: 'share' | undefined): Promise<Fleet> {
+  static async start(
+    fallbackLimit: 'share' | undefined,
+    instances = INSTANCES,
+    limit = LIMIT,
+  ): Promise<Fleet> {
     const redis = await RedisProcess.start();
     const logger = recordingLogger();
     const name = uniqueName('fleet');
     const clients: Redis[] = [];
     const limiters: RateLimitMiddleware[] = [];
     const apps: express.Express[] = [];
-    for (let i = 0; i < INSTANCES; i++) {
+    for (let i = 0; i < instances; i++) {
       const client = failFastClient(redis.port);
       await ready(client);
       const limiter = rateLimit({
         name,
-        limit: LIMIT,
+        limit,
         window: '1h',
         redis: client,
         fallbackLimit,
@@ -78,7 +82,7 @@ class Fleet {
   async send(count: number): Promise<Array<{ status: number; source: string; limit: string }>> {
     const out = [];
     for (let i = 0; i < count; i++) {
-      const app = this.apps[this.next++ % INSTANCES] as express.Express;
+      const app = this.apps[this.next++ % this.apps.length] as express.Express;
       const response = await request(app).post('/tenants');
       out.push({
         status: response.status,
@@ -161,4 +165,28 @@ describe("fallbackLimit: 'share' across 3 instances when Redis dies", () => {
     expect(admitted(outage)).toBe(6 + 5 + 4);
     expect(admitted(before) + admitted(outage)).toBeLessThanOrEqual(LIMIT + INSTANCES - 1);
   });
+
+  // The README's table: one key, N instances, an outage covering the window.
+  it.each([
+    [4, 30, 32, 120],
+    [10, 3, 10, 30],
+  ])(
+    '%i instances, limit %i: share admits %i, the default %i',
+    async (instances, limit, shared, unshared) => {
+      fleet = await Fleet.start('share', instances, limit);
+      await fleet.heartbeat();
+      expect(new Set(fleet.limiters.map(l => l.limiter.liveInstances))).toEqual(
+        new Set([instances]),
+      );
+      await fleet.redis.kill();
+      const withShare = admitted(await fleet.send(4 * instances * limit));
+      expect(withShare).toBe(shared);
+      expect(withShare).toBeLessThanOrEqual(limit + instances - 1);
+      await fleet.stop();
+
+      fleet = await Fleet.start(undefined, instances, limit);
+      await fleet.redis.kill();
+      expect(admitted(await fleet.send(4 * instances * limit))).toBe(unshared);
+    },
+  );
 });
