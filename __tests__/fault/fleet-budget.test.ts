@@ -79,7 +79,9 @@ class Fleet {
   }
 
   /** `count` requests through the balancer; returns the status and source of each. */
-  async send(count: number): Promise<Array<{ status: number; source: string; limit: string }>> {
+  async send(
+    count: number,
+  ): Promise<Array<{ status: number; source: string; limit: string; policy: string }>> {
     const out = [];
     for (let i = 0; i < count; i++) {
       const app = this.apps[this.next++ % this.apps.length] as express.Express;
@@ -88,6 +90,7 @@ class Fleet {
         status: response.status,
         source: String(response.headers['x-ratelimit-source']),
         limit: String(response.headers['x-ratelimit-limit']),
+        policy: String(response.headers['ratelimit-policy']),
       });
     }
     return out;
@@ -125,7 +128,11 @@ describe("fallbackLimit: 'share' across 3 instances when Redis dies", () => {
     expect(admitted(outage)).toBeLessThanOrEqual(LIMIT + INSTANCES - 1);
     // Round robin spreads the key evenly: each instance spends its whole share.
     expect(admitted(outage)).toBe(INSTANCES * Math.ceil(LIMIT / INSTANCES));
+    // The headers show the share that decided, learnt after the limiter was built.
     expect(new Set(outage.map(s => s.limit))).toEqual(new Set(['10']));
+    expect(new Set(outage.map(s => s.policy.replace(/^"[^"]+";/, '')))).toEqual(
+      new Set(['q=10;w=3600']),
+    );
 
     // The registry cannot be refreshed now; the count last read stays in force.
     for (const registry of fleet.registries()) await registry.refresh();
