@@ -51,6 +51,7 @@ export class InstanceRegistry {
   private failing = false;
   private users = 0;
   private timer: NodeJS.Timeout | undefined;
+  private readonly onReady = (): void => void this.refresh();
 
   constructor(
     private readonly client: RedisClient,
@@ -72,8 +73,10 @@ export class InstanceRegistry {
   /**
    * Writes this instance's presence and reads the live count. At most one
    * call is in flight: while one is pending (Redis frozen) this returns it
-   * instead of queueing another. Never rejects; a failure keeps the last
-   * count and is logged once per run of failures.
+   * instead of queueing another. Does nothing while the client is not
+   * connected (an outage, which the breaker reports; or not connected yet).
+   * Never rejects; a failure keeps the last count and is logged once per run
+   * of failures.
    */
   refresh(): Promise<void> {
     this.inFlight ??= this.write().finally(() => {
@@ -90,6 +93,8 @@ export class InstanceRegistry {
     this.timer = setInterval(() => void this.refresh(), REGISTRY_REFRESH_MS);
     // Bookkeeping, not work: it must never keep a process alive.
     this.timer.unref();
+    // Learn N as soon as the client (re)connects, not up to a second later.
+    this.client.on('ready', this.onReady);
   }
 
   /**
@@ -102,12 +107,16 @@ export class InstanceRegistry {
     if (--this.users > 0) return false;
     clearInterval(this.timer);
     this.timer = undefined;
+    this.client.off('ready', this.onReady);
     this.client.zrem(this.key, this.id).catch(() => undefined);
     return true;
   }
 
   private async write(): Promise<void> {
     const { horizonMs, clock, logger } = this.options;
+    // Not connected: a command would only fail at once (or, on a client with
+    // an offline queue, wait and pile up behind the reconnect).
+    if (this.client.status !== 'ready') return;
     try {
       const count = await this.client.eval(
         REFRESH_SCRIPT,

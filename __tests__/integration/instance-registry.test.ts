@@ -183,6 +183,28 @@ describe('InstanceRegistry (fallbackLimit: share)', () => {
     expect(warnings[0]).toMatch(/could not refresh the instance registry .*WRONGTYPE/);
   });
 
+  it('waits for its client to connect, without a warning, and registers once it has', async () => {
+    const prefix = `${uniqueName('p')}:`;
+    const c = failFastClient(redis.port); // still connecting
+    clients.push(c);
+    const logger = recordingLogger();
+    const limiter = new RateLimiter({
+      name: uniqueName('registry'),
+      limit: 30,
+      window: '1h',
+      redis: c,
+      fallbackLimit: 'share',
+      instanceHorizon: HORIZON_MS,
+      prefix,
+      logger,
+    });
+    limiters.push(limiter);
+    const key = registryKey(prefix, HORIZON_MS);
+    await eventually(async () => (await redis.command('ZCARD', key)) === '1', 2000);
+    expect(limiter.liveInstances).toBe(1);
+    expect(logger.warn).not.toHaveBeenCalled();
+  });
+
   it('shares one registry and timer among limiters on one client and prefix', async () => {
     const prefix = `${uniqueName('p')}:`;
     const a = await instance(prefix);
