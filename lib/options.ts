@@ -33,8 +33,18 @@ export type RateLimiterOptions = {
   timeout?: number;
   breaker?: BreakerOptions | CircuitBreakerPolicy;
   memory?: MemoryStore | MemoryStoreOptions;
-  /** Per-instance limit the memory store enforces during an outage. Default `limit`. */
-  fallbackLimit?: number;
+  /**
+   * Per-instance limit the memory store enforces during an outage. Default
+   * `limit`. `'share'`: `ceil(limit / N)` (at least 1), N being the live
+   * instances this one last saw in Redis, so the fleet admits about `limit`.
+   */
+  fallbackLimit?: number | 'share';
+  /**
+   * With `fallbackLimit: 'share'`: how long an instance that stopped
+   * refreshing its presence in Redis still counts as live. ms or `'30s'`;
+   * at least 2 s (presence is refreshed every second). Default `'30s'`.
+   */
+  instanceHorizon?: number | string;
   /** Redis key prefix. Default `'rl:'`. */
   prefix?: string;
   /** Time source for memory decisions and headers. */
@@ -62,7 +72,8 @@ export type LimiterConfig = {
   breaker: Required<BreakerOptions> | CircuitBreakerPolicy;
   memory: MemoryStore | undefined;
   ownsMemory: boolean;
-  fallbackLimit: number;
+  fallbackLimit: number | 'share';
+  instanceHorizonMs: number;
   prefix: string;
   clock: Clock;
   redisTime: 'redis' | 'clock';
@@ -81,6 +92,7 @@ export const LIMITER_OPTIONS = [
   'breaker',
   'memory',
   'fallbackLimit',
+  'instanceHorizon',
   'prefix',
   'clock',
   'redisTime',
@@ -144,10 +156,8 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
     );
   }
   const timeoutMs = options.timeout === undefined ? 100 : parseDuration(options.timeout, 'timeout');
-  const fallbackLimit =
-    options.fallbackLimit === undefined
-      ? limit
-      : positiveInteger(options.fallbackLimit, 'fallbackLimit');
+  const fallbackLimit = parseFallbackLimit(options.fallbackLimit, limit);
+  const instanceHorizonMs = parseInstanceHorizon(options.instanceHorizon);
   const prefix = options.prefix ?? 'rl:';
   if (typeof prefix !== 'string' || /[{}]/.test(prefix) || prefix.length > 128) {
     throw new RateLimitConfigError(
@@ -202,6 +212,7 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
     memory,
     ownsMemory,
     fallbackLimit,
+    instanceHorizonMs,
     prefix,
     clock,
     redisTime,
@@ -248,6 +259,32 @@ function positiveInteger(value: unknown, option: string): number {
     );
   }
   return value;
+}
+
+function parseFallbackLimit(value: unknown, limit: number): number | 'share' {
+  if (value === undefined) return limit;
+  if (value === 'share') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1) return value;
+  throw new RateLimitConfigError(
+    `fallbackLimit must be a positive integer or 'share', got ${describe(value)}`,
+    'fallbackLimit',
+  );
+}
+
+// Below two refresh periods a live instance could miss the horizon between
+// two refreshes and flicker out of the count.
+const MIN_INSTANCE_HORIZON_MS = 2000;
+
+function parseInstanceHorizon(value: unknown): number {
+  if (value === undefined) return 30_000;
+  const ms = parseDuration(value, 'instanceHorizon');
+  if (ms < MIN_INSTANCE_HORIZON_MS) {
+    throw new RateLimitConfigError(
+      `instanceHorizon must be at least ${MIN_INSTANCE_HORIZON_MS} ms, got ${describe(value)}`,
+      'instanceHorizon',
+    );
+  }
+  return ms;
 }
 
 function parseRedis(redis: unknown): RedisClient | string | undefined {

@@ -20,6 +20,12 @@ import { BlockCache } from './block-cache.js';
 import { OutageContinuity, type ReconciledEvent } from './outage-continuity.js';
 import type { DroppedEvent } from './pending-hits.js';
 import { ResetLog } from './reset-log.js';
+import { outageBudget } from './outage-budget.js';
+import {
+  acquireInstanceRegistry,
+  releaseInstanceRegistry,
+  type InstanceRegistry,
+} from './instance-registry.js';
 import type { RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
@@ -67,7 +73,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   readonly windowMs: number;
   readonly algorithm: AlgorithmName;
   readonly failClosed: boolean;
-  readonly fallbackLimit: number;
   readonly memory: MemoryStore;
   private readonly config: LimiterConfig;
   private readonly redisStore: RedisStore | undefined;
@@ -78,6 +83,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly resets: ResetLog;
   private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly metrics: RateLimitMetrics | undefined;
+  private readonly registry: { client: RedisClient; registry: InstanceRegistry } | undefined;
   private inOutage = false;
   private closed = false;
 
@@ -92,14 +98,17 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.windowMs = config.windowMs;
     this.algorithm = config.algorithm;
     this.failClosed = config.failClosed;
-    this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
     this.resets = new ResetLog(Math.max(2 * config.timeoutMs, WRITE_BACK_TIMEOUT_MS) + 1000);
+    // A getter: with 'share' the budget follows the live instance count.
+    const budget = (): number => this.fallbackLimit;
     this.continuity = new OutageContinuity(
       {
         name: this.name,
         algorithm: this.algorithm,
-        fallbackLimit: this.fallbackLimit,
+        get fallbackLimit() {
+          return budget();
+        },
         windowMs: this.windowMs,
         failClosed: this.failClosed,
         clock: config.clock,
@@ -124,7 +133,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.metrics = config.metrics;
     if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
-    if (config.fallbackLimit > config.limit) {
+    if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
@@ -140,6 +149,14 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       }
       this.breakers = acquireBreakers(client, config.breaker, config.logger);
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
+      if (config.fallbackLimit === 'share') {
+        const registry = acquireInstanceRegistry(client, config.prefix, {
+          horizonMs: config.instanceHorizonMs,
+          clock: config.redisTime === 'clock' ? config.clock : undefined,
+          logger: config.logger,
+        });
+        this.registry = { client, registry };
+      }
       this.disposers.push(
         this.breakers.subscribe({
           open: () => this.emit('breakerOpen'),
@@ -152,6 +169,22 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         }),
       );
     }
+  }
+
+  /**
+   * Cost units per key per window this instance admits from memory during an
+   * outage: `fallbackLimit`, or with `'share'` `ceil(limit / liveInstances)`.
+   */
+  get fallbackLimit(): number {
+    return outageBudget(this.limit, this.config.fallbackLimit, this.liveInstances ?? 1);
+  }
+
+  /**
+   * Live instances (this one included) seen in Redis at the last registry
+   * refresh; `undefined` unless `fallbackLimit` is `'share'` on Redis.
+   */
+  get liveInstances(): number | undefined {
+    return this.registry?.registry.liveInstances;
   }
 
   /** The Redis breaker's state; `undefined` in memory-only mode. */
@@ -439,6 +472,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (this.writeBackTimer !== undefined) clearTimeout(this.writeBackTimer);
     await this.continuity.settled();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
+    if (this.registry) releaseInstanceRegistry(this.registry.client, this.registry.registry);
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();
   }
@@ -498,6 +532,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const result = this.decideInMemory(key, storageKey, cost, this.fallbackFor(limit), now);
     if (result.allowed) {
       this.continuity.record(storageKey, cost, result.resetAt, now);
+      this.metrics?.outageAdmitted?.(this.name, cost);
       if (reason !== 'breaker-open') this.scheduleWriteBack();
     }
     return result;
@@ -506,7 +541,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   // The memory store's limit for a call judged against `limit`: the rule's
   // fallbackLimit, and never more than that call's own limit.
   private fallbackFor(limit: number): number {
-    return limit === this.limit ? this.fallbackLimit : Math.min(limit, this.fallbackLimit);
+    if (limit === this.limit) return this.fallbackLimit;
+    const configured = this.config.fallbackLimit;
+    if (configured === 'share') return outageBudget(limit, configured, this.liveInstances ?? 1);
+    return Math.min(limit, this.fallbackLimit);
   }
 
   private bypass(key: string, limit = this.limit): RateLimitResult {
