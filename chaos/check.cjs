@@ -1,0 +1,303 @@
+// @ts-check
+'use strict';
+// The chaos run's tight checker: did any key get more than the rules allow?
+// Pure functions over what the driver (chaos/chaos.mjs) recorded, so they can
+// be tested with hand-made histories (__tests__/unit/chaos-check.test.ts).
+// CommonJS so jest and the .mjs driver load the same file. Types: check.d.cts.
+//
+// One reference clock. Redis (TIME), the driver and every app instance run on
+// one host, so Redis's time is the driver's Date.now(); an instance's clock is
+// that plus its injected offset, which the driver knows. A decision happened
+// at some p in [s, r] (the driver's clock just before consume() and just
+// after it resolved). Counts are of admissions *certainly* inside a window;
+// bounds are for everything that *may* be inside: timing jitter can only make
+// the check weaker, never fail it.
+//
+// The rules, per key and per window (issue 10), L = limit:
+//   - base: admitted <= L + sum(m_i) - min(m_i), m_i = what instance i
+//     admitted from memory in the window (one instance: exactly L). The only
+//     excess allowed is other instances' outage hits not merged yet.
+//   - data loss (kill + restart empty, FLUSHDB, eviction), 2+ instances only:
+//     Redis restarts from what the first instance to decide the key remembers.
+//     Allowed on top: the Redis admissions of *other* instances that this
+//     instance had not seen in an answer before the loss (max over instances).
+//     One instance has seen every answer, so it gets nothing.
+//   - clock jumps (an instance's offset changes by D at J): that instance's
+//     memory state and outage hits older than J are measured on the old
+//     offset, which no design can undo. Allowed on top: its memory admissions
+//     from the algorithm's span before J, and, for a forward jump (state looks
+//     older than it is), also from the span after J. Backward jumps only make
+//     old state look younger (denies longer), so hits after one get nothing:
+//     that is exactly where dropping outage hits as "expired" shows up.
+//   - reset(key): the key starts over once reset resolved; decisions that
+//     overlap the reset call count in neither epoch.
+// Fixed window: windows open at the first admitted hit after the previous one
+// ended (SPEC). Each boundary is known as a band [lo, hi] from the [s, r] of
+// the hits that may open it; a Redis admission whose reported resetAt lies in
+// the band pins it (that is the window Redis actually kept). Sliding window
+// and token bucket: the shared reference model (scripts/lib/reference-model.cjs)
+// fed every admission certainly decided before, with the allowance as slack.
+
+const { referenceModel } = require('../scripts/lib/reference-model.cjs');
+
+/**
+ * @typedef {'fixed-window' | 'sliding-window' | 'token-bucket'} AlgorithmName
+ * @typedef {{ algorithm: AlgorithmName, limit: number, windowMs: number }} Rule
+ * @typedef {{ s: number, r: number, inst: number, cost: number, ok: boolean,
+ *   src: 'redis' | 'memory' | 'bypass' | 'error', hint?: number }} Hit
+ *   One decision of one key: s, r on the reference clock; hint: result.resetAt
+ *   on the reference clock (admissions only).
+ * @typedef {{ inst: number, at: number, deltaMs: number }} Jump
+ * @typedef {{ from: number, to: number, kind: string }} Loss
+ * @typedef {{ s: number, r: number }} Reset
+ * @typedef {{ instances: number, timeoutMs: number, jumps: Jump[], losses: Loss[],
+ *   resets?: Reset[] }} Context
+ * @typedef {{ count: number, bound: number, from: number, to: number, kind: string,
+ *   redis: number, memory: number[], allowance: { base: number, loss: number, jump: number } }} Window
+ * @typedef {{ windows: number, worst: Window | undefined, violations: Window[] }} KeyResult
+ */
+
+const SOURCE_OK = new Set(['redis', 'memory']);
+
+/** How long an algorithm's state for a key can matter after its last hit. */
+function spanOf(/** @type {Rule} */ rule) {
+  return rule.algorithm === 'sliding-window' ? 2 * rule.windowMs : rule.windowMs;
+}
+
+/**
+ * Splits a key's decisions into reset epochs: decisions certainly after a
+ * reset resolved start over; those overlapping a reset call are dropped.
+ * @param {Hit[]} hits sorted by s
+ * @param {Reset[]} resets
+ * @returns {Hit[][]}
+ */
+function epochs(hits, resets) {
+  const sorted = [...resets].sort((a, b) => a.s - b.s);
+  /** @type {Hit[][]} */
+  const out = [[]];
+  let next = 0;
+  for (const hit of hits) {
+    while (next < sorted.length && hit.s >= /** @type {Reset} */ (sorted[next]).r) {
+      out.push([]);
+      next++;
+    }
+    const overlaps = sorted.some(reset => hit.s < reset.r && hit.r > reset.s);
+    if (!overlaps) /** @type {Hit[]} */ (out[out.length - 1]).push(hit);
+  }
+  return out.filter(list => list.length > 0);
+}
+
+/**
+ * The allowance of a window on top of L, from the admissions that may lie in
+ * it (`possible`) and every decision of the key (`all`, for data loss).
+ * @param {Rule} rule
+ * @param {Hit[]} possible admissions possibly in the window
+ * @param {Hit[]} all every decision of the key in this epoch, sorted by s
+ * @param {Context} context
+ * @param {number} from earliest time a member may have been decided
+ * @param {number} to latest time a member may have been decided
+ */
+function allowance(rule, possible, all, context, from, to) {
+  const span = spanOf(rule) + context.timeoutMs;
+  const memory = new Array(context.instances).fill(0);
+  let jump = 0;
+  for (const hit of possible) {
+    if (hit.src !== 'memory') continue;
+    const excused = context.jumps.some(
+      j =>
+        j.inst === hit.inst &&
+        ((hit.s <= j.at && hit.r >= j.at - span) ||
+          (j.deltaMs > 0 && hit.r >= j.at && hit.s <= j.at + span)),
+    );
+    if (excused) jump += hit.cost;
+    else memory[hit.inst] += hit.cost;
+  }
+  const base = memory.reduce((a, b) => a + b, 0) - Math.min(...memory);
+  let loss = 0;
+  if (context.instances > 1) {
+    for (const event of context.losses) {
+      if (event.to < from - span || event.from > to) continue;
+      let worst = 0;
+      for (let inst = 0; inst < context.instances; inst++) {
+        // The last Redis answer this instance had for the key before the loss.
+        let seen = -Infinity;
+        for (const d of all) {
+          if (d.inst === inst && d.src === 'redis' && d.r < event.from) seen = Math.max(seen, d.s);
+        }
+        let unseen = 0;
+        for (const hit of possible) {
+          if (hit.inst !== inst && hit.src === 'redis' && hit.s <= event.to && hit.r >= seen) {
+            unseen += hit.cost;
+          }
+        }
+        worst = Math.max(worst, unseen);
+      }
+      loss += worst;
+    }
+  }
+  return { base, loss, jump, memory, total: base + loss + jump };
+}
+
+/**
+ * @param {KeyResult} result
+ * @param {Window} window
+ */
+function record(result, window) {
+  result.windows++;
+  if (!result.worst || window.count - window.bound > result.worst.count - result.worst.bound) {
+    result.worst = window;
+  }
+  if (window.count > window.bound) result.violations.push(window);
+}
+
+/**
+ * Fixed window, one epoch: walks the windows in order, each boundary a band.
+ * @param {Rule} rule
+ * @param {Hit[]} admits sorted by s
+ * @param {Hit[]} all
+ * @param {Context} context
+ * @param {KeyResult} result
+ */
+function fixedWindows(rule, admits, all, context, result) {
+  const { limit: L, windowMs: W } = rule;
+  // End of the previous window: some E in [endLo, endHi].
+  let endLo = -Infinity;
+  let endHi = -Infinity;
+  for (;;) {
+    // Admissions that may open the next window: those that may come at or after E.
+    let openLo = Infinity;
+    let openHi = Infinity;
+    for (const hit of admits) {
+      if (hit.r >= endLo) openLo = Math.min(openLo, hit.s);
+      if (hit.s >= endHi) openHi = Math.min(openHi, hit.r);
+    }
+    if (openHi === Infinity) return;
+    openLo = Math.max(openLo, endLo);
+    let lo = openLo + W;
+    let hi = openHi + W;
+    // Pin the band with what Redis reported for admissions certainly inside.
+    for (const hit of admits) {
+      if (hit.src !== 'redis' || hit.hint === undefined) continue;
+      if (hit.s < endHi || hit.r >= lo) continue;
+      const jitter = hit.r - hit.s + 2;
+      const pinLo = Math.max(lo, hit.hint - jitter);
+      const pinHi = Math.min(hi, hit.hint + jitter);
+      if (pinLo <= pinHi) {
+        lo = pinLo;
+        hi = pinHi;
+      }
+    }
+    const members = admits.filter(hit => hit.s >= endHi && hit.r < lo);
+    const possible = admits.filter(hit => hit.r >= endLo && hit.s < hi);
+    const extra = allowance(rule, possible, all, context, openLo, hi);
+    record(result, {
+      count: members.reduce((n, hit) => n + hit.cost, 0),
+      bound: L + extra.total,
+      from: openLo,
+      to: hi,
+      kind: 'fixed window',
+      redis: members.filter(hit => hit.src === 'redis').length,
+      memory: extra.memory,
+      allowance: { base: extra.base, loss: extra.loss, jump: extra.jump },
+    });
+    endLo = lo;
+    endHi = hi;
+  }
+}
+
+/**
+ * Sliding window and token bucket, one epoch: every admission must be one the
+ * reference model admits, fed every admission certainly decided before it
+ * (each at its earliest possible time, which can only lower the model's
+ * count), at the latest moment it may have been decided (or the last moment
+ * of its window, for one that may straddle two windows).
+ * @param {Rule} rule
+ * @param {Hit[]} admits sorted by s
+ * @param {Hit[]} all
+ * @param {Context} context
+ * @param {KeyResult} result
+ */
+function modelled(rule, admits, all, context, result) {
+  const { algorithm, limit: L, windowMs: W } = rule;
+  // Older admissions cannot matter: a sliding window looks one window back, a
+  // bucket refills completely within W (3 W leaves room for the allowance).
+  const horizon = algorithm === 'sliding-window' ? 2 * W : 3 * W;
+  let first = 0;
+  for (const hit of admits) {
+    const since =
+      algorithm === 'sliding-window' ? (Math.floor(hit.s / W) - 1) * W : hit.s - horizon;
+    while (first < admits.length && /** @type {Hit} */ (admits[first]).s < since) first++;
+    /** @type {Hit[]} */
+    const before = [];
+    /** @type {Hit[]} */
+    const possible = [];
+    for (let j = first; j < admits.length; j++) {
+      const other = /** @type {Hit} */ (admits[j]);
+      if (other.s > hit.r) break;
+      if (other !== hit && other.r < hit.s) before.push(other);
+      if (other.r >= since) possible.push(other);
+    }
+    const moments = [hit.r];
+    if (algorithm === 'sliding-window' && Math.floor(hit.s / W) !== Math.floor(hit.r / W)) {
+      moments.push(Math.floor(hit.r / W) * W - 1);
+    }
+    const extra = allowance(rule, possible, all, context, since, hit.r);
+    /** The fewest units the model counts at this admission, this one included. */
+    const units = () => {
+      for (let count = hit.cost; count < 100 * L; count++) {
+        const slack = count - L;
+        for (const at of moments) {
+          const model = referenceModel(algorithm, L, W, slack);
+          for (const b of before) model.admit(b.cost, b.s);
+          if (model.allows(hit.cost, at)) return count;
+        }
+      }
+      return 100 * L;
+    };
+    const count = units();
+    record(result, {
+      count,
+      bound: L + extra.total,
+      from: since,
+      to: hit.r,
+      kind: algorithm === 'sliding-window' ? 'weighted window' : 'bucket',
+      redis: before.filter(b => b.src === 'redis').length + (hit.src === 'redis' ? 1 : 0),
+      memory: extra.memory,
+      allowance: { base: extra.base, loss: extra.loss, jump: extra.jump },
+    });
+  }
+}
+
+/**
+ * Checks one key of one rule.
+ * @param {Rule} rule
+ * @param {Hit[]} decisions every decision of the key, any order
+ * @param {Context} context
+ * @returns {KeyResult}
+ */
+function checkKey(rule, decisions, context) {
+  /** @type {KeyResult} */
+  const result = { windows: 0, worst: undefined, violations: [] };
+  const sorted = [...decisions].sort((a, b) => a.s - b.s);
+  for (const epoch of epochs(sorted, context.resets ?? [])) {
+    const admits = epoch.filter(d => d.ok && SOURCE_OK.has(d.src));
+    if (rule.algorithm === 'fixed-window') fixedWindows(rule, admits, epoch, context, result);
+    else modelled(rule, admits, epoch, context, result);
+  }
+  return result;
+}
+
+/**
+ * The decisions that broke the run's other rules: an exception or a bypass
+ * (every chaos rule is fail-closed), or an answer slower than timeout + margin.
+ * @param {Hit[]} decisions
+ * @param {number} timeoutMs
+ * @param {number} marginMs
+ */
+function badDecisions(decisions, timeoutMs, marginMs) {
+  const errors = decisions.filter(d => d.src === 'error' || d.src === 'bypass');
+  const slow = decisions.filter(d => d.r - d.s > timeoutMs + marginMs);
+  return { errors, slow };
+}
+
+module.exports = { checkKey, badDecisions, epochs };
