@@ -151,6 +151,8 @@ async function runScenario(scenario) {
   const jumps = [];
   /** @type {import('./check.cjs').Loss[]} */
   const losses = [];
+  /** @type {import('./check.cjs').Freeze[]} */
+  const freezes = [];
   /** @type {Array<{ rule: number, key: number, inst: number, s: number, r: number, ok: boolean }>} */
   const resets = [];
   /** @type {Array<{ at: number, kind: string, detail: string }>} */
@@ -278,16 +280,33 @@ async function runScenario(scenario) {
     // After an outage, half the time reset keys the moment a breaker closes:
     // that is when write-back is in flight.
     const resetOnRecovery = random() < 0.5;
+    /** Sleeps through an outage, jumping a clock on the way if the plan says so. */
+    const outage = async () => {
+      if (fault.jumpAfterMs < 0) return sleep(fault.lastsMs);
+      await sleep(fault.jumpAfterMs);
+      jump(fault.inst, fault.deltaMs);
+      await sleep(fault.lastsMs - fault.jumpAfterMs);
+    };
+    const jump = (/** @type {number} */ inst, /** @type {number} */ deltaMs) => {
+      /** @type {ReturnType<typeof createInstance>} */ (instances[inst]).jump(deltaMs);
+      jumps.push({ inst, at: Date.now(), deltaMs });
+      faultLog.push({
+        at: Date.now() - t0,
+        kind: 'jump',
+        detail: `instance ${inst} clock ${deltaMs > 0 ? '+' : ''}${deltaMs / 1000} s`,
+      });
+    };
     if (fault.kind === 'kill') {
       await node.kill();
       losses.push({ from: at, to: at, kind: 'kill' });
-      await sleep(fault.lastsMs);
+      await outage();
       await node.restart();
       log(`node ${fault.node} down ${fault.lastsMs} ms, restarted empty`);
     } else if (fault.kind === 'stop') {
       node.stop();
-      await sleep(fault.lastsMs);
+      await outage();
       node.cont();
+      freezes.push({ from: at, to: Date.now() });
       log(`node ${fault.node} frozen ${fault.lastsMs} ms`);
     } else if (fault.kind === 'scriptFlush') {
       await admin.script('FLUSH').catch(() => undefined);
@@ -311,9 +330,7 @@ async function runScenario(scenario) {
       losses.push({ from: at, to: Date.now(), kind: 'evict' });
       log(`node ${fault.node}: maxmemory ${squeeze} for ${fault.lastsMs} ms, ${n} keys evicted`);
     } else if (fault.kind === 'jump') {
-      /** @type {ReturnType<typeof createInstance>} */ (instances[fault.inst]).jump(fault.deltaMs);
-      jumps.push({ inst: fault.inst, at: Date.now(), deltaMs: fault.deltaMs });
-      log(`instance ${fault.inst} clock ${fault.deltaMs > 0 ? '+' : ''}${fault.deltaMs / 1000} s`);
+      jump(fault.inst, fault.deltaMs);
     } else if (fault.kind === 'reset') {
       await resetKeys(fault.inst, fault.keys);
       log(`instance ${fault.inst}: ${fault.keys} keys`);
@@ -347,6 +364,7 @@ async function runScenario(scenario) {
     decisions,
     jumps,
     losses,
+    freezes,
     resets,
     faultLog,
     gets,
@@ -377,6 +395,7 @@ function analyse(run) {
     timeoutMs: TIMEOUT_MS,
     jumps: run.jumps,
     losses: run.losses,
+    freezes: run.freezes,
   };
   /** @type {Map<string, Decision[]>} */
   const byKey = new Map();

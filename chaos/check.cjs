@@ -50,8 +50,9 @@ const { referenceModel } = require('../scripts/lib/reference-model.cjs');
  * @typedef {{ inst: number, at: number, deltaMs: number }} Jump
  * @typedef {{ from: number, to: number, kind: string }} Loss
  * @typedef {{ s: number, r: number }} Reset
+ * @typedef {{ from: number, to: number }} Freeze
  * @typedef {{ instances: number, timeoutMs: number, jumps: Jump[], losses: Loss[],
- *   resets?: Reset[] }} Context
+ *   resets?: Reset[], freezes?: Freeze[] }} Context
  * @typedef {{ count: number, bound: number, from: number, to: number, kind: string,
  *   redis: number, memory: number[], allowance: { base: number, loss: number, jump: number } }} Window
  * @typedef {{ windows: number, worst: Window | undefined, violations: Window[] }} KeyResult
@@ -138,6 +139,31 @@ function allowance(rule, possible, all, context, from, to) {
   return { base, loss, jump, memory, total: base + loss + jump };
 }
 
+/** How long after its caller gave up a command can still be applied in Redis. */
+const PHANTOM_SLACK_MS = 250;
+
+/**
+ * Decisions the fallback made that Redis may have applied anyway ("a decision
+ * that timed out may still have been applied in Redis", SPEC), each with the
+ * latest moment that can have happened: its answer, or the end of a freeze it
+ * overlaps (a SIGSTOPped Redis runs the commands queued in its socket on
+ * SIGCONT), plus PHANTOM_SLACK_MS. Over-counting is allowed; these only ever
+ * move a fixed window's start earlier.
+ * @param {Hit[]} all
+ * @param {Context} context
+ */
+function phantomsOf(all, context) {
+  return all
+    .filter(d => d.src === 'memory' || d.src === 'error')
+    .map(d => {
+      let until = d.r;
+      for (const freeze of context.freezes ?? []) {
+        if (freeze.from <= d.r && freeze.to >= d.s) until = Math.max(until, freeze.to);
+      }
+      return { s: d.s, until: until + PHANTOM_SLACK_MS };
+    });
+}
+
 /**
  * @param {KeyResult} result
  * @param {Window} window
@@ -160,6 +186,7 @@ function record(result, window) {
  */
 function fixedWindows(rule, admits, all, context, result) {
   const { limit: L, windowMs: W } = rule;
+  const phantoms = phantomsOf(all, context);
   // End of the previous window: some E in [endLo, endHi].
   let endLo = -Infinity;
   let endHi = -Infinity;
@@ -170,6 +197,11 @@ function fixedWindows(rule, admits, all, context, result) {
     for (const hit of admits) {
       if (hit.r >= endLo) openLo = Math.min(openLo, hit.s);
       if (hit.s >= endHi) openHi = Math.min(openHi, hit.r);
+    }
+    // A fallback may have been applied in Redis after all, and open a window
+    // there; it can only lower the window's start, never bound it from above.
+    for (const phantom of phantoms) {
+      if (phantom.until >= endLo) openLo = Math.min(openLo, phantom.s);
     }
     if (openHi === Infinity) return;
     openLo = Math.max(openLo, endLo);

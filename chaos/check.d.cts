@@ -18,8 +18,11 @@ export type Jump = { inst: number; at: number; deltaMs: number };
 export type Loss = { from: number; to: number; kind: string };
 /** A reset() call of the key, sent at s and settled at r. */
 export type Reset = { s: number; r: number };
+/** Redis (a node of it) was frozen from `from` to `to`. */
+export type Freeze = { from: number; to: number };
 export type Context = {
   instances: number;
+  freezes?: Freeze[];
   timeoutMs: number;
   jumps: Jump[];
   losses: Loss[];

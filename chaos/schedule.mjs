@@ -22,10 +22,12 @@ export function prng(seed) {
 /**
  * @typedef {'kill' | 'stop' | 'scriptFlush' | 'flushdb' | 'evict' | 'jump' | 'reset'} FaultKind
  * @typedef {{ at: number, kind: FaultKind, lastsMs: number, node: number, inst: number,
- *   deltaMs: number, keys: number }} Fault
+ *   deltaMs: number, keys: number, jumpAfterMs: number }} Fault
  *   at: ms after the start; lastsMs: how long Redis stays down / frozen /
  *   squeezed; node: which Redis node (cluster); inst: which app instance
- *   (jump, reset); deltaMs: clock jump; keys: how many keys to reset.
+ *   (jump, reset); deltaMs: clock jump; keys: how many keys to reset;
+ *   jumpAfterMs: for kill and stop, -1 or when, into the outage, instance
+ *   `inst` jumps its clock by deltaMs too (skew while Redis is away).
  */
 
 /** How often each fault is drawn (weights). */
@@ -88,6 +90,10 @@ export function planFaults(random, { durationMs, instances, nodes, tailMs = 4000
       inst: Math.floor(random() * instances),
       deltaMs: random() < 0.5 ? -jump : jump,
       keys: 1 + Math.floor(random() * 5),
+      jumpAfterMs:
+        (kind === 'kill' || kind === 'stop') && random() < 0.35
+          ? Math.floor(random() * lastsMs)
+          : -1,
     });
     at += lastsMs + 800 + Math.floor(random() * 2200);
   }
