@@ -70,8 +70,7 @@ function parseArgs(argv) {
     else if (flag === '--faults') {
       const list = value();
       options.faults = list === 'none' ? [] : list.split(',');
-    }
-    else if (flag === '--dump') options.dump = value();
+    } else if (flag === '--dump') options.dump = value();
     else throw new Error(`unknown flag ${flag}`);
   }
   if (!Number.isSafeInteger(options.seed)) throw new Error('--seed: an integer');
@@ -428,7 +427,10 @@ function analyse(run) {
     summary.violations += result.violations.length;
     if (result.violations.length > 0) summary.violatingKeys++;
     const worst = result.worst;
-    if (worst && (!summary.worst || worst.count - worst.bound > summary.worst.count - summary.worst.bound)) {
+    if (
+      worst &&
+      (!summary.worst || worst.count - worst.bound > summary.worst.count - summary.worst.bound)
+    ) {
       summary.worst = { ...worst, key };
     }
     for (const v of result.violations.slice(0, 2)) {
@@ -452,7 +454,12 @@ function analyse(run) {
   for (const reset of run.resets.filter(x => x.ok)) {
     const rule = /** @type {import('./instance.mjs').ChaosRule} */ (RULES[reset.rule]);
     const probe = decisions.find(
-      d => d.probe && d.rule === reset.rule && d.key === reset.key && d.inst === reset.inst && d.s >= reset.r,
+      d =>
+        d.probe &&
+        d.rule === reset.rule &&
+        d.key === reset.key &&
+        d.inst === reset.inst &&
+        d.s >= reset.r,
     );
     if (!probe || probe.ok) continue;
     const span = rule.algorithm === 'sliding-window' ? 2 * rule.windowMs : rule.windowMs;
@@ -460,7 +467,8 @@ function analyse(run) {
     for (const d of byKey.get(`${reset.rule}|${reset.key}`) ?? []) {
       if (d === probe || !d.ok) continue;
       if (d.r >= reset.s && d.s <= probe.s) spent += d.cost;
-      else if (d.inst !== reset.inst && d.src === 'memory' && d.r >= reset.s - span) spent += d.cost;
+      else if (d.inst !== reset.inst && d.src === 'memory' && d.r >= reset.s - span)
+        spent += d.cost;
     }
     if (spent + probe.cost <= rule.limit) undone.push({ reset, probe, spent });
   }
@@ -468,7 +476,10 @@ function analyse(run) {
   const admitted = decisions.filter(d => d.ok);
   const bySource = (/** @type {string} */ src) => admitted.filter(d => d.src === src).length;
   const faultCounts = Object.fromEntries(
-    Object.keys(FAULT_WEIGHTS).map(kind => [kind, run.faultLog.filter(f => f.kind === kind).length]),
+    Object.keys(FAULT_WEIGHTS).map(kind => [
+      kind,
+      run.faultLog.filter(f => f.kind === kind).length,
+    ]),
   );
   const worstOverall = rules
     .map(r => (r.worst ? { ...r.worst, name: r.rule.name, limit: r.rule.limit } : undefined))
@@ -489,7 +500,9 @@ function analyse(run) {
     `  faults: ${Object.entries(faultCounts)
       .filter(([, n]) => n > 0)
       .map(([kind, n]) => `${kind} ${n}`)
-      .join(', ')}; keys evicted ${fmt(run.evicted)}; resets ${run.resets.length} (${run.resets.filter(x => x.ok).length} ok)`,
+      .join(
+        ', ',
+      )}; keys evicted ${fmt(run.evicted)}; resets ${run.resets.length} (${run.resets.filter(x => x.ok).length} ok)`,
     `  instances: ${run.instances.map((x, i) => `#${i} clock ${x.offsetMs / 1000} s, breaker opened ${x.events.breakerOpen}x, closed ${x.events.breakerClose}x, ${x.logs.warn} warnings`).join('; ')}`,
   );
   for (const r of rules) {

@@ -62,9 +62,9 @@ export function createInstance({ index, ports, cluster }) {
   /** What the package logged: counted and shown in the report, never printed. */
   const logs = { warn: 0, error: 0, info: 0, last: '' };
   const logger = {
-    warn: (/** @type {string} */ msg) => ((logs.warn++, (logs.last = msg))),
-    error: (/** @type {string} */ msg) => ((logs.error++, (logs.last = msg))),
-    info: (/** @type {string} */ msg) => ((logs.info++, (logs.last = msg))),
+    warn: (/** @type {string} */ msg) => (logs.warn++, (logs.last = msg)),
+    error: (/** @type {string} */ msg) => (logs.error++, (logs.last = msg)),
+    info: (/** @type {string} */ msg) => (logs.info++, (logs.last = msg)),
   };
   const events = { breakerOpen: 0, breakerClose: 0, storeError: 0 };
   const limiters = RULES.map(

@@ -176,7 +176,10 @@ export async function ping(port, timeoutMs = 300) {
  *   tempPrefix: of the temp dir's name; dir: use this (tracked) dir instead;
  *   args: extra redis-server arguments
  */
-export async function startRedis(port, { tempPrefix = 'rrl-bench-redis-', dir, args: extra = [] } = {}) {
+export async function startRedis(
+  port,
+  { tempPrefix = 'rrl-bench-redis-', dir, args: extra = [] } = {},
+) {
   if (dir === undefined) {
     dir = mkdtempSync(join(tmpdir(), tempPrefix));
     tempDirs.add(dir);
