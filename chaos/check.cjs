@@ -20,7 +20,8 @@
 //   - data loss (kill + restart empty, FLUSHDB, eviction), 2+ instances only:
 //     Redis restarts from what the first instance to decide the key remembers.
 //     Allowed on top: the Redis admissions of *other* instances that this
-//     instance had not seen in an answer before the loss (max over instances).
+//     instance had not seen in an answer before the loss (max over instances;
+//     only its admissions count as answers: a denial may be its block cache).
 //     One instance has seen every answer, so it gets nothing.
 //   - clock jumps (an instance's offset changes by D at J): that instance's
 //     memory state and outage hits older than J are measured on the old
@@ -120,10 +121,13 @@ function allowance(rule, possible, all, context, from, to) {
       if (event.to < from - span || event.from > to) continue;
       let worst = 0;
       for (let inst = 0; inst < context.instances; inst++) {
-        // The last Redis answer this instance had for the key before the loss.
+        // The last Redis answer this instance certainly had for the key before
+        // the loss: an admission (a denial may come from its block cache).
         let seen = -Infinity;
         for (const d of all) {
-          if (d.inst === inst && d.src === 'redis' && d.r < event.from) seen = Math.max(seen, d.s);
+          if (d.inst === inst && d.src === 'redis' && d.ok && d.r < event.from) {
+            seen = Math.max(seen, d.s);
+          }
         }
         let unseen = 0;
         for (const hit of possible) {
@@ -187,6 +191,19 @@ function record(result, window) {
 function fixedWindows(rule, admits, all, context, result) {
   const { limit: L, windowMs: W } = rule;
   const phantoms = phantomsOf(all, context);
+  // Memory admissions that opened a window in their instance's memory store
+  // (it reported the window ending W after them); only with 2+ instances.
+  const memoryOpeners =
+    context.instances > 1
+      ? admits.filter(
+          hit =>
+            hit.src === 'memory' &&
+            hit.hint !== undefined &&
+            hit.hint >= hit.s + W - 2 &&
+            hit.hint <= hit.r + W + 2,
+        )
+      : [];
+  let previousOpen = -Infinity;
   // End of the previous window: some E in [endLo, endHi].
   let endLo = -Infinity;
   let endHi = -Infinity;
@@ -205,6 +222,14 @@ function fixedWindows(rule, admits, all, context, result) {
     }
     if (openHi === Infinity) return;
     openLo = Math.max(openLo, endLo);
+    // Another instance's memory may have opened its own window inside this
+    // one (its mirror was stale); merged, that window can replace the one
+    // Redis forgot when it expired, starting before it ended. No instance
+    // could know better, so such a start counts as possible too.
+    for (const opener of memoryOpeners) {
+      if (opener.s > previousOpen && opener.s < openLo) openLo = opener.s;
+    }
+    previousOpen = openLo;
     let lo = openLo + W;
     let hi = openHi + W;
     // Pin the band with what Redis reported for admissions certainly inside.
@@ -219,6 +244,9 @@ function fixedWindows(rule, admits, all, context, result) {
         hi = pinHi;
       }
     }
+    // Certainly inside: after the previous window certainly ended, before
+    // this one can end. (A memory hit inside the previous window may have been
+    // merged into either window: in neither count, in both allowances.)
     const members = admits.filter(hit => hit.s >= endHi && hit.r < lo);
     const possible = admits.filter(hit => hit.r >= endLo && hit.s < hi);
     const extra = allowance(rule, possible, all, context, openLo, hi);

@@ -89,6 +89,28 @@ describe('checkKey, fixed window', () => {
     ).toEqual(['8>5']);
   });
 
+  it("lets another instance's memory window, once merged, replace the one Redis forgot", () => {
+    // Redis's window [0, 3000) through instance 0; instance 1's stale memory opens
+    // its own window at 967; merged after 3000, Redis keeps [967, 3967) and then
+    // opens [4263, 7263).
+    const list = [
+      ...hits([{ at: 0 }, { at: 0 }, { at: 350 }], () => 3000),
+      ...hits([{ at: 967, inst: 1, src: 'memory' }], () => 3967),
+      ...hits(range(2, 1600, 270, { src: 'memory' }), () => 3000),
+      ...hits(range(3, 3450, 70), () => 3967),
+      ...hits([...range(4, 4263, 170), { at: 6160 }], () => 7263),
+    ];
+    expect(violations(FIXED, list, two)).toEqual([]);
+    // One instance sees every Redis answer, so its memory never opens such a window.
+    expect(
+      violations(
+        FIXED,
+        list.map(h => ({ ...h, inst: 0 })),
+        one,
+      ),
+    ).toEqual(['8>5']);
+  });
+
   it('lets a fallback that Redis ran when it thawed open the window Redis reports', () => {
     // Frozen 500..1500: a request at 600 fell back (denied); Redis ran it at 1500,
     // opening its window [1500, 4500). Redis then admits 4 in it, and 5 after 4500.
