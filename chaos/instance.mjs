@@ -60,12 +60,13 @@ export function createInstance({ index, ports, cluster }) {
   client.on('error', () => undefined);
   const memory = new MemoryStore({ maxKeys: MAX_KEYS });
   /** What the package logged: counted and shown in the report, never printed. */
-  const logs = { warn: 0, error: 0, info: 0, last: '' };
-  const logger = {
-    warn: (/** @type {string} */ msg) => (logs.warn++, (logs.last = msg)),
-    error: (/** @type {string} */ msg) => (logs.error++, (logs.last = msg)),
-    info: (/** @type {string} */ msg) => (logs.info++, (logs.last = msg)),
+  const logs = { warn: 0, error: 0, info: 0, lastWarning: '' };
+  /** @param {'warn' | 'error' | 'info'} level */
+  const log = level => (/** @type {string} */ message) => {
+    logs[level]++;
+    if (level === 'warn') logs.lastWarning = message;
   };
+  const logger = { warn: log('warn'), error: log('error'), info: log('info') };
   const events = { breakerOpen: 0, breakerClose: 0, storeError: 0 };
   const limiters = RULES.map(
     rule =>
