@@ -204,6 +204,11 @@ function fixedWindows(rule, admits, all, context, result) {
         )
       : [];
   let previousOpen = -Infinity;
+  // Where a hit sits in Redis's window may be later than its decision: a
+  // memory hit merged with its age lands at (Redis's time on arrival - age),
+  // up to one Redis call later than it happened.
+  const late = (/** @type {Hit} */ hit) =>
+    hit.src === 'memory' ? hit.r + context.timeoutMs : hit.r;
   // End of the previous window: some E in [endLo, endHi].
   let endLo = -Infinity;
   let endHi = -Infinity;
@@ -212,8 +217,8 @@ function fixedWindows(rule, admits, all, context, result) {
     let openLo = Infinity;
     let openHi = Infinity;
     for (const hit of admits) {
-      if (hit.r >= endLo) openLo = Math.min(openLo, hit.s);
-      if (hit.s >= endHi) openHi = Math.min(openHi, hit.r);
+      if (late(hit) >= endLo) openLo = Math.min(openLo, hit.s);
+      if (hit.s >= endHi) openHi = Math.min(openHi, late(hit));
     }
     // A fallback may have been applied in Redis after all, and open a window
     // there; it can only lower the window's start, never bound it from above.
@@ -247,8 +252,8 @@ function fixedWindows(rule, admits, all, context, result) {
     // Certainly inside: after the previous window certainly ended, before
     // this one can end. (A memory hit inside the previous window may have been
     // merged into either window: in neither count, in both allowances.)
-    const members = admits.filter(hit => hit.s >= endHi && hit.r < lo);
-    const possible = admits.filter(hit => hit.r >= endLo && hit.s < hi);
+    const members = admits.filter(hit => hit.s >= endHi && late(hit) < lo);
+    const possible = admits.filter(hit => late(hit) >= endLo && hit.s < hi);
     const extra = allowance(rule, possible, all, context, openLo, hi);
     record(result, {
       count: members.reduce((n, hit) => n + hit.cost, 0),
