@@ -27,7 +27,9 @@
 //     memory state and outage hits older than J are measured on the old
 //     offset, which no design can undo. Allowed on top: its memory admissions
 //     from the algorithm's span before J, and, for a forward jump (state looks
-//     older than it is), also from the span after J. Backward jumps only make
+//     older than it is), also from twice the span after J; and for a fixed
+//     window, such hits may land anywhere in Redis when merged, so they may
+//     open a window there (like the late fallbacks below). Backward jumps only make
 //     old state look younger (denies longer), so hits after one get nothing:
 //     that is exactly where dropping outage hits as "expired" shows up.
 //   - reset(key): the key starts over once reset resolved; decisions that
@@ -105,13 +107,7 @@ function allowance(rule, possible, all, context, from, to) {
   let jump = 0;
   for (const hit of possible) {
     if (hit.src !== 'memory') continue;
-    const excused = context.jumps.some(
-      j =>
-        j.inst === hit.inst &&
-        ((hit.s <= j.at && hit.r >= j.at - span) ||
-          (j.deltaMs > 0 && hit.r >= j.at && hit.s <= j.at + span)),
-    );
-    if (excused) jump += hit.cost;
+    if (jumpedOver(rule, hit, context) !== undefined) jump += hit.cost;
     else memory[hit.inst] += hit.cost;
   }
   const base = memory.reduce((a, b) => a + b, 0) - Math.min(...memory);
@@ -143,6 +139,31 @@ function allowance(rule, possible, all, context, from, to) {
   return { base, loss, jump, memory, total: base + loss + jump };
 }
 
+/** A hit measured across a clock jump is merged within this long after it. */
+const JUMP_MERGE_MS = 15_000;
+
+/**
+ * The clock jump of the hit's instance that the hit's state straddles, if
+ * any: a memory hit from the algorithm's span before a jump (its age will be
+ * measured across it), or, after a forward jump, from twice that span after
+ * it (it may rest on state that only looks old; a fixed window it opened may
+ * overlap the next one).
+ * @param {Rule} rule
+ * @param {Hit} hit
+ * @param {Context} context
+ * @returns {Jump | undefined}
+ */
+function jumpedOver(rule, hit, context) {
+  if (hit.src !== 'memory' || !hit.ok) return undefined;
+  const span = spanOf(rule) + context.timeoutMs;
+  return context.jumps.find(
+    j =>
+      j.inst === hit.inst &&
+      ((hit.s <= j.at && hit.r >= j.at - span) ||
+        (j.deltaMs > 0 && hit.r >= j.at && hit.s <= j.at + 2 * span)),
+  );
+}
+
 /** How long after its caller gave up a command can still be applied in Redis. */
 const PHANTOM_SLACK_MS = 250;
 
@@ -156,7 +177,7 @@ const PHANTOM_SLACK_MS = 250;
  * @param {Hit[]} all
  * @param {Context} context
  */
-function phantomsOf(all, context) {
+function phantomsOf(rule, all, context) {
   return all
     .filter(d => d.src === 'memory' || d.src === 'error')
     .map(d => {
@@ -164,6 +185,10 @@ function phantomsOf(all, context) {
       for (const freeze of context.freezes ?? []) {
         if (freeze.from <= d.r && freeze.to >= d.s) until = Math.max(until, freeze.to);
       }
+      // A memory hit whose age is measured across a clock jump lands in Redis
+      // wherever that age says, up to its merge.
+      const jump = jumpedOver(rule, d, context);
+      if (jump) until = Math.max(until, jump.at + JUMP_MERGE_MS);
       return { s: d.s, until: until + PHANTOM_SLACK_MS };
     });
 }
@@ -190,7 +215,7 @@ function record(result, window) {
  */
 function fixedWindows(rule, admits, all, context, result) {
   const { limit: L, windowMs: W } = rule;
-  const phantoms = phantomsOf(all, context);
+  const phantoms = phantomsOf(rule, all, context);
   // Memory admissions that opened a window in their instance's memory store
   // (it reported the window ending W after them); only with 2+ instances.
   const memoryOpeners =

@@ -58,7 +58,9 @@ export function createInstance({ index, ports, cluster }) {
   // Failures surface through the limiter (fallback, storeError); without a
   // listener ioredis prints every reconnect error.
   client.on('error', () => undefined);
-  const memory = new MemoryStore({ maxKeys: MAX_KEYS });
+  // The store sweeps expired entries on its own clock: the instance's clock,
+  // as an app's system clock would be for both.
+  const memory = new MemoryStore({ maxKeys: MAX_KEYS, clock });
   /** What the package logged: counted and shown in the report, never printed. */
   const logs = { warn: 0, error: 0, info: 0, lastWarning: '' };
   /** @param {'warn' | 'error' | 'info'} level */
