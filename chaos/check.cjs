@@ -164,8 +164,11 @@ function jumpedOver(rule, hit, context) {
   );
 }
 
-/** How long after its caller gave up a command can still be applied in Redis. */
-const PHANTOM_SLACK_MS = 250;
+/**
+ * How long after its caller gave up a command can still be applied in Redis
+ * (a busy machine may not schedule redis-server for a while).
+ */
+const PHANTOM_SLACK_MS = 1000;
 
 /**
  * Decisions the fallback made that Redis may have applied anyway ("a decision
