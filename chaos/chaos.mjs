@@ -15,12 +15,10 @@
 //        [--instances 1|2] [--mode single|cluster] [--keys K] [--rate R]
 //        [--faults kill,stop,...] [--dump run.json]
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
 import { Redis } from 'ioredis';
 import {
-  ROOT,
   freePort,
   installHooks,
   killAll,
@@ -592,7 +590,9 @@ async function main() {
     else run.decisions.length = 0; // let the next scenario have the memory
   }
   if (options.dump) writeFileSync(options.dump, JSON.stringify(dumps));
-  console.log(`chaos: ${ok ? 'PASS' : 'FAIL'} (${ROOT ? join('chaos', 'chaos.mjs') : ''})`);
+  console.log(
+    `chaos: ${ok ? 'PASS' : 'FAIL'} (${scenarios.length} run(s), seeds ${scenarios.map(s => s.seed).join(', ')})`,
+  );
   killAll();
   process.exit(ok ? 0 : 1);
 }
