@@ -27,7 +27,8 @@ export function prng(seed) {
  *   squeezed; node: which Redis node (cluster); inst: which app instance
  *   (jump, reset); deltaMs: clock jump; keys: how many keys to reset;
  *   jumpAfterMs: for kill and stop, -1 or when, into the outage, instance
- *   `inst` jumps its clock by deltaMs too (skew while Redis is away).
+ *   `inst` jumps its clock by deltaMs too (skew while Redis is away; only
+ *   when jumps are among the kinds).
  */
 
 /** How often each fault is drawn (weights). */
@@ -91,7 +92,7 @@ export function planFaults(random, { durationMs, instances, nodes, tailMs = 4000
       deltaMs: random() < 0.5 ? -jump : jump,
       keys: 1 + Math.floor(random() * 5),
       jumpAfterMs:
-        (kind === 'kill' || kind === 'stop') && random() < 0.35
+        (kind === 'kill' || kind === 'stop') && allowed.includes('jump') && random() < 0.35
           ? Math.floor(random() * lastsMs)
           : -1,
     });
