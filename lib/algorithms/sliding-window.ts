@@ -17,7 +17,9 @@ export const slidingWindow: Algorithm = {
     const start = now - (now % windowMs);
     let current = 0;
     let previous = 0;
-    if (state.b === start) {
+    // A window from the future (the clock went back) is still the current
+    // one: treating it as empty would hand out a fresh quota.
+    if (state.b >= start) {
       current = state.a;
       previous = state.c;
     } else if (state.b === start - windowMs) {
