@@ -104,6 +104,8 @@ elseif algo == 's' then
       end
       retry = math.max(1, math.max(at, start + window) - now)
     end
+    -- issue 12: a denial resets when it could pass (as sliding-window.ts).
+    resetAt = now + retry
   elseif cost == 0 then
     allowed = true
     remaining = limit - used
