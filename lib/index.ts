@@ -2,6 +2,9 @@
 
 /** Express/Connect middleware: `app.use(rateLimit({ limit, window, redis }))`. */
 export { rateLimit } from './middleware.js';
+import { rateLimit } from './middleware.js';
+/** `import rateLimit from 'resilient-rate-limit'` (and `require(...).default`) give the same function. */
+export default rateLimit;
 export type { RateLimitOptions, RateLimitMiddleware, NextFunction } from './middleware.js';
 
 /** The default key's address normalisation, for custom `key` functions. */

@@ -13,6 +13,7 @@ import {
   setStandardHeaders,
   type HeaderMode,
 } from './headers.js';
+import type { DefaultRequest, DefaultResponse } from './framework-types.js';
 import { createIpKeyGenerator } from './key-generator.js';
 import { createProxyCheck } from './proxy-check.js';
 import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
@@ -23,8 +24,16 @@ import type { Logger, RateLimitResult } from './types.js';
 type Awaitable<T> = T | Promise<T>;
 export type NextFunction = (error?: unknown) => void;
 
-/** Options of `rateLimit()`: the limiter's, plus how requests map onto it. */
-export type RateLimitOptions<Req extends IncomingMessage = IncomingMessage> = RateLimiterOptions & {
+/**
+ * Options of `rateLimit()`: the limiter's, plus how requests map onto it.
+ * `Req`/`Res` default to Express's `Request`/`Response` when Express's types
+ * are installed (else Node's), so a limiter declared on its own types its
+ * callbacks without a type argument.
+ */
+export type RateLimitOptions<
+  Req extends IncomingMessage = DefaultRequest,
+  Res extends ServerResponse = DefaultResponse,
+> = RateLimiterOptions & {
   /** Who is limited. Default: client IP (`req.ip`), IPv6 grouped by `ipv6Subnet`. */
   key?: (req: Req) => Awaitable<string>;
   /** Prefix length that groups IPv6 clients (32..128), or false. Default 56. */
@@ -36,7 +45,7 @@ export type RateLimitOptions<Req extends IncomingMessage = IncomingMessage> = Ra
   /** The response when limited. Default: 429 application/problem+json. */
   handler?: (
     req: Req,
-    res: ServerResponse,
+    res: Res,
     next: NextFunction,
     result: RateLimitResult,
   ) => void | Promise<void>;
@@ -44,8 +53,12 @@ export type RateLimitOptions<Req extends IncomingMessage = IncomingMessage> = Ra
   headers?: HeaderMode;
 };
 
-export interface RateLimitMiddleware<Req extends IncomingMessage = IncomingMessage> {
-  (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void>;
+/**
+ * The middleware. It takes any Node request, so it mounts in Express 4 and 5,
+ * Connect and a bare `node:http` server alike.
+ */
+export interface RateLimitMiddleware {
+  (req: IncomingMessage, res: ServerResponse, next: NextFunction): void | Promise<void>;
   /** The limiter behind this middleware. */
   readonly limiter: RateLimiter;
   /** Forgets `key`'s counters (memory and Redis). */
@@ -60,9 +73,10 @@ const HEADER_MODES: readonly HeaderMode[] = ['legacy', 'standard', 'both', false
  * `res.setHeader`, `res.getHeader`, `res.statusCode` and `res.end`, so it runs
  * under Express 4 and 5, Connect and a bare `node:http` server.
  */
-export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
-  options: RateLimitOptions<Req>,
-): RateLimitMiddleware<Req> {
+export function rateLimit<
+  Req extends IncomingMessage = DefaultRequest,
+  Res extends ServerResponse = DefaultResponse,
+>(options: RateLimitOptions<Req, Res>): RateLimitMiddleware {
   if (typeof options !== 'object' || options === null) {
     throw new RateLimitConfigError(
       `options must be an object, got ${describe(options)}`,
@@ -119,7 +133,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   const limitText = String(limiter.limit);
   const clock = limiterOptions.clock ?? systemClock;
 
-  const sendHeaders = (res: ServerResponse, result: RateLimitResult): void => {
+  const sendHeaders = (res: Res, result: RateLimitResult): void => {
     if (headers === false) return;
     setSourceHeader(res, result.source);
     if (result.source === 'bypass') return;
@@ -133,7 +147,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
 
   // The steps below stay synchronous unless a user function or Redis returns
   // a promise: no promise, closure or microtask per request otherwise.
-  const respond = (req: Req, res: ServerResponse, next: NextFunction, result: RateLimitResult) => {
+  const respond = (req: Req, res: Res, next: NextFunction, result: RateLimitResult) => {
     (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
     sendHeaders(res, result);
     if (result.allowed) {
@@ -152,7 +166,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     return undefined;
   };
 
-  const fail = (res: ServerResponse, next: NextFunction, error: unknown): void => {
+  const fail = (res: Res, next: NextFunction, error: unknown): void => {
     if (isRateLimitCapacityError(error)) {
       if (headers !== false) setSourceHeader(res, 'memory');
       sendReducedCapacity(res, limiter.name, error.retryAfterMs);
@@ -163,7 +177,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
 
   const decide = (
     req: Req,
-    res: ServerResponse,
+    res: Res,
     next: NextFunction,
     id: unknown,
     units: unknown,
@@ -197,12 +211,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     );
   };
 
-  const withCost = (
-    req: Req,
-    res: ServerResponse,
-    next: NextFunction,
-    id: unknown,
-  ): void | Promise<void> => {
+  const withCost = (req: Req, res: Res, next: NextFunction, id: unknown): void | Promise<void> => {
     let units: unknown;
     try {
       units = typeof cost === 'function' ? cost(req) : cost;
@@ -214,7 +223,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     return decide(req, res, next, id, units);
   };
 
-  const limit = (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void> => {
+  const limit = (req: Req, res: Res, next: NextFunction): void | Promise<void> => {
     let id: unknown;
     try {
       id = keyFor(req);
@@ -226,7 +235,15 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     return withCost(req, res, next, id);
   };
 
-  const middleware = (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void> => {
+  // Typed for any Node request so it mounts anywhere; the callbacks above
+  // see the Req/Res the options were typed with.
+  const middleware = (
+    incoming: IncomingMessage,
+    response: ServerResponse,
+    next: NextFunction,
+  ): void | Promise<void> => {
+    const req = incoming as Req;
+    const res = response as Res;
     if (skip === undefined) return limit(req, res, next);
     let skipped: unknown;
     try {
