@@ -16,6 +16,8 @@ import {
 import type { DefaultRequest, DefaultResponse } from './framework-types.js';
 import { createIpKeyGenerator } from './key-generator.js';
 import { createProxyCheck } from './proxy-check.js';
+import { countedBefore } from './single-count.js';
+import { warnWithCode } from './warnings.js';
 import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
 import { RateLimiter } from './rate-limiter.js';
@@ -40,7 +42,7 @@ export type RateLimitOptions<
   ipv6Subnet?: number | false;
   /** Units a request consumes. Default 1. */
   cost?: number | ((req: Req) => Awaitable<number>);
-  /** true: the request is not limited and gets no headers. */
+  /** Truthy: the request is not limited and gets no headers. */
   skip?: (req: Req) => Awaitable<boolean>;
   /** The response when limited. Default: 429 application/problem+json. */
   handler?: (
@@ -125,7 +127,18 @@ export function rateLimit<
       'cost',
     );
   }
-  const keyFor = key ?? defaultKey<Req>(ipv6Subnet, limiterOptions.logger ?? console);
+  const logger = limiterOptions.logger ?? console;
+  const keyFor = key ?? defaultKey<Req>(ipv6Subnet, logger);
+  let warnedDoubleCount = false;
+  const warnDoubleCount = (): void => {
+    if (warnedDoubleCount) return;
+    warnedDoubleCount = true;
+    warnWithCode(
+      logger,
+      'ERR_RRL_DOUBLE_COUNT',
+      `'${limiter.name}' ran twice on one request for the same key (mounted with app.use and on the route, or on two routers?); the request is counted once`,
+    );
+  };
   const legacy = headers === 'legacy' || headers === 'both';
   const standard = headers === 'standard' || headers === 'both';
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
@@ -199,6 +212,11 @@ export function rateLimit<
           `cost() must return a whole number from 1 to the limit (${limiter.limit}), got ${describe(units)}`,
         );
       }
+      if (countedBefore(req, limiter.name + '|' + id)) {
+        warnDoubleCount();
+        next();
+        return undefined;
+      }
       result = limiter.decide(id, units);
     } catch (error) {
       fail(res, next, error);
@@ -253,9 +271,10 @@ export function rateLimit<
       return undefined;
     }
     if (isPromise(skipped)) {
-      return skipped.then(value => (value === true ? next() : limit(req, res, next)), next);
+      return skipped.then(value => (value ? next() : limit(req, res, next)), next);
     }
-    return skipped === true ? next() : limit(req, res, next);
+    // Truthy skips, as in express-rate-limit: `skip: () => 1` means skip.
+    return skipped ? next() : limit(req, res, next);
   };
 
   return Object.assign(middleware, {
@@ -268,7 +287,16 @@ function defaultKey<Req extends IncomingMessage>(
   ipv6Subnet: number | false,
   logger: Logger,
 ): (req: Req) => string {
-  const ipKeyOf = createIpKeyGenerator(ipv6Subnet);
+  let warnedNotIp = false;
+  const ipKeyOf = createIpKeyGenerator(ipv6Subnet, value => {
+    if (warnedNotIp) return;
+    warnedNotIp = true;
+    warnWithCode(
+      logger,
+      'ERR_RRL_KEY_NOT_IP',
+      `the default key found no IP address in req.ip ${JSON.stringify(value.slice(0, 64))}, so each such value gets its own limit; check 'trust proxy' and what your proxy writes to X-Forwarded-For, or pass a \`key\` function`,
+    );
+  });
   const checkProxy = createProxyCheck(logger);
   return req => {
     checkProxy(req);
