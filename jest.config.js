@@ -5,6 +5,9 @@ const shared = {
   testEnvironment: 'node',
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
+  // Expected warnings are captured and asserted; anything else printed to
+  // console.warn/error/info fails the test that printed it.
+  setupFilesAfterEnv: ['<rootDir>/__tests__/helpers/console-guard.ts'],
 };
 
 /** @type {import('jest').Config} */
