@@ -50,7 +50,9 @@ export type RateLimitOptions<
     res: Res,
     next: NextFunction,
     result: RateLimitResult,
-  ) => void | Promise<void>;
+    // `unknown`, not `void`, so `(req, res) => res.status(429).json(...)`
+    // fits; a returned promise is awaited and its rejection goes to next().
+  ) => unknown;
   /** Header families to send. Default `'both'`. */
   headers?: HeaderMode;
 };
@@ -160,7 +162,12 @@ export function rateLimit<
 
   // The steps below stay synchronous unless a user function or Redis returns
   // a promise: no promise, closure or microtask per request otherwise.
-  const respond = (req: Req, res: Res, next: NextFunction, result: RateLimitResult) => {
+  const respond = (
+    req: Req,
+    res: Res,
+    next: NextFunction,
+    result: RateLimitResult,
+  ): void | Promise<void> => {
     (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
     sendHeaders(res, result);
     if (result.allowed) {
@@ -169,7 +176,7 @@ export function rateLimit<
       // Express 4 and Connect do not catch errors from async middleware.
       try {
         const handled = handler(req, res, next, result);
-        if (isPromise(handled)) return handled.then(undefined, next);
+        if (isPromise(handled)) return handled.then(() => undefined, next);
       } catch (error) {
         next(error);
       }

@@ -15,15 +15,24 @@ import {
 const app = express();
 app.set('trust proxy', 1);
 
-// Quick start: the URL form (the package builds a fail-fast client).
-const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+// README "Quick start", as written there.
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const tenantLimiter = rateLimit({
+  name: 'tenant-create',
+  limit: 3,
+  window: '1d',
+  redis: redisUrl,
+  key: req => req.header('x-api-key') ?? req.ip ?? 'anonymous',
+});
+app.post('/tenants', tenantLimiter, (req, res) => res.json({ left: req.rateLimit?.remaining }));
 app.use(
   '/api',
-  rateLimit({ name: 'api', limit: 100, window: '1m', redis: url, failClosed: false }),
+  rateLimit({ name: 'api', limit: 100, window: '1m', redis: redisUrl, failClosed: false }),
 );
 
-// "Bring your own client": the recommended settings and an error listener.
-const redis = new Redis(url, {
+// README "Recommended ioredis settings": your own client, with a listener.
+const logger = { warn: (_details: object, _message: string) => undefined };
+const redis = new Redis(redisUrl, {
   enableOfflineQueue: false,
   maxRetriesPerRequest: 0,
   autoResendUnfulfilledCommands: false,
@@ -31,27 +40,34 @@ const redis = new Redis(url, {
   enableAutoPipelining: true,
   retryStrategy: times => Math.min(50 * 2 ** Math.min(times, 6), 2000),
 });
-redis.on('error', error => console.error('redis:', error.message));
+redis.on('error', error => logger.warn({ err: error }, 'redis'));
+app.use(rateLimit({ name: 'api', limit: 100, window: '1m', redis }));
 
-// A limiter declared on its own: Express's Request and Response, no generic.
-const tenantLimiter = rateLimit({
-  name: 'tenant-create',
-  limit: 3,
-  window: '1d',
+// README "TypeScript": a limiter declared on its own, every callback typed.
+const limiter = rateLimit({
+  limit: 20,
+  window: '1h',
   redis,
   key: req => req.header('x-api-key') ?? req.ip ?? 'anonymous',
+  handler: (req, res, next, result) => res.status(429).json({ retryInMs: result.retryAfterMs }),
+});
+app.get('/me', limiter, (req, res) => res.json({ remaining: req.rateLimit?.remaining }));
+
+// The other callbacks, and a route with parameters.
+const botLimiter = rateLimit({
+  name: 'bot-actions',
+  limit: 20,
+  window: '1h',
+  redis,
   skip: req => req.ip === '127.0.0.1',
   cost: req => (req.query.bulk === '1' ? 3 : 1),
   handler: (req, res, _next, result) => {
     res.status(429).json({ error: 'slow down', retryInMs: result.retryAfterMs, path: req.path });
   },
 });
-app.post('/tenants', tenantLimiter, (req, res) => {
+app.post('/bots/:id/actions', botLimiter, (req, res) => {
   const info: RateLimitResult | undefined = req.rateLimit;
-  res.json({ remaining: info?.remaining, source: req.rateLimit?.source });
-});
-app.post('/bots/:id/actions', tenantLimiter, (req, res) => {
-  res.json({ bot: req.params.id });
+  res.json({ bot: req.params.id, remaining: info?.remaining, source: req.rateLimit?.source });
 });
 
 // The framework-free core.
