@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { rateLimit } from '../../lib/index.js';
 import { RedisProcess } from '../helpers/redis-process.js';
 import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
