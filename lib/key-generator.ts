@@ -34,7 +34,8 @@ export function createIpKeyGenerator(
 
 /**
  * The key for a client address: IPv4 as is, IPv4-mapped IPv6 as IPv4, other
- * IPv6 masked to its /`ipv6Subnet` prefix (default 56). For custom `key`
+ * IPv6 masked to its /`ipv6Subnet` prefix (default 56); a port a proxy
+ * appended (`203.0.113.7:50000`, `[2001:db8::1]:443`) is dropped. For custom `key`
  * functions that fall back to the address: `key: req => req.user?.id ?? ipKey(req.ip)`.
  */
 export function ipKey(ip: string, ipv6Subnet: number | false = 56): string {
