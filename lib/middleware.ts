@@ -16,7 +16,7 @@ import {
 import type { DefaultRequest, DefaultResponse } from './framework-types.js';
 import { createIpKeyGenerator } from './key-generator.js';
 import { createProxyCheck } from './proxy-check.js';
-import { countedBefore } from './single-count.js';
+import { createSingleCount } from './single-count.js';
 import { warnWithCode } from './warnings.js';
 import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
@@ -131,6 +131,7 @@ export function rateLimit<
   }
   const logger = limiterOptions.logger ?? console;
   const keyFor = key ?? defaultKey<Req>(ipv6Subnet, logger);
+  const countedBefore = createSingleCount();
   let warnedDoubleCount = false;
   const warnDoubleCount = (): void => {
     if (warnedDoubleCount) return;
@@ -219,7 +220,7 @@ export function rateLimit<
           `cost() must return a whole number from 1 to the limit (${limiter.limit}), got ${describe(units)}`,
         );
       }
-      if (countedBefore(req, limiter.name + '|' + id)) {
+      if (countedBefore(req, id)) {
         warnDoubleCount();
         next();
         return undefined;

@@ -1,28 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 
-// The counters each request has already been counted against, as
-// "name|key". One entry for the common single-limiter request, an array when
-// a request passes several limiters.
-const counted = new WeakMap<IncomingMessage, string | string[]>();
-
 /**
- * Records that `req` was counted against `counter` ("name|key") and says
- * whether it already had been. A limiter mounted twice on one route (as
- * `app.use` and on the route itself) would otherwise count every request
- * twice. Entries live as long as the request object.
+ * A per-middleware record of the requests it has counted and for which key,
+ * so it can say whether a request was already counted. A limiter mounted
+ * twice on one route (as `app.use` and on the route itself) would otherwise
+ * count every request twice. Entries live as long as the request object; the
+ * key string is stored by reference, so the check allocates no string.
  */
-export function countedBefore(req: IncomingMessage, counter: string): boolean {
-  const seen = counted.get(req);
-  if (seen === undefined) {
-    counted.set(req, counter);
+export function createSingleCount(): (req: IncomingMessage, key: string) => boolean {
+  const counted = new WeakMap<IncomingMessage, string>();
+  return (req, key) => {
+    if (counted.get(req) === key) return true;
+    counted.set(req, key);
     return false;
-  }
-  if (seen === counter) return true;
-  if (typeof seen === 'string') {
-    counted.set(req, [seen, counter]);
-    return false;
-  }
-  if (seen.includes(counter)) return true;
-  seen.push(counter);
-  return false;
+  };
 }
