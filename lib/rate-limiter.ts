@@ -8,10 +8,12 @@ import {
   parseLimiterOptions,
   rejectUnknownOptions,
   warnIfDerivedNameTaken,
+  warnIfWindowLooksLikeSeconds,
   type LimiterConfig,
   type RateLimiterOptions,
   type RedisClient,
 } from './options.js';
+import { registerLimiter } from './limiter-registry.js';
 import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-client.js';
 import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
@@ -133,6 +135,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.metrics = config.metrics;
     if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
+    warnIfWindowLooksLikeSeconds(this.name, options.window, config.logger);
     if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
@@ -169,6 +172,18 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         }),
       );
     }
+    // Last, so a constructor that threw registered nothing.
+    this.disposers.push({
+      dispose: registerLimiter({
+        name: this.name,
+        prefix: config.prefix,
+        algorithm: this.algorithm,
+        limit: this.limit,
+        windowMs: this.windowMs,
+        usesRedis: config.redis !== undefined,
+        logger: config.logger,
+      }),
+    });
   }
 
   /**

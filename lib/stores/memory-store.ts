@@ -194,9 +194,10 @@ export class MemoryStore implements RateLimitStore {
     const algorithm = algorithms[params.algorithm];
     const units = algorithm.refund(entry, params, params.cost, params.now);
     entry.expiresAt = algorithm.expiresAt(entry, params);
-    const decision = algorithm.decide(entry, params, 0, params.now);
-    this.file(entry, !decision.allowed);
-    return { units, resetAt: decision.resetAt };
+    this.file(entry, !algorithm.decide(entry, params, 0, params.now).allowed);
+    // The end of the window the units were in (a token bucket: its TAT).
+    const resetAt = params.algorithm === 'token-bucket' ? entry.a : entry.b + params.windowMs;
+    return { units, resetAt };
   }
 
   reset(key: string): void {

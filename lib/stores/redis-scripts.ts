@@ -220,6 +220,8 @@ if used + units > limit then
     end
     retry = math.max(1, math.max(at, start + window) - now)
   end
+  -- A denial resets when the request could pass (as sliding-window.ts).
+  resetAt = now + retry
 elseif cost == 0 then
   allowed = true
   remaining = limit - used
