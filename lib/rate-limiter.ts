@@ -13,6 +13,9 @@ import {
   type RedisClient,
 } from './options.js';
 import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-client.js';
+import { reportPermissionError } from './redis-acl.js';
+import { describeRedisFailure, watchConnectionErrors } from './redis-failure.js';
+import { redactError } from './secrets.js';
 import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
@@ -35,13 +38,6 @@ export interface RateLimiterEvents {
   storeError: [unknown];
   /** Hits admitted by memory during an outage, written back to Redis after it. */
   reconciled: [ReconciledEvent];
-}
-
-// ioredis's wording for "not connected" names an option, not the problem.
-function describeFailure(reason: FallbackReason, error: unknown): string {
-  if (reason !== 'error' || !(error instanceof Error)) return reason;
-  if (error.message.includes("Stream isn't writeable")) return 'Redis is not connected';
-  return error.message;
 }
 
 /**
@@ -97,7 +93,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           this.emit('reconciled', event);
           this.metrics?.reconciled(this.name, event.hits);
         },
-        onStoreError: error => this.emit('storeError', error),
+        onStoreError: error => this.emitStoreError(error),
       },
       this.memory,
     );
@@ -119,6 +115,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         client = config.redis;
         warnIfOfflineQueue(client, config.logger);
       }
+      watchConnectionErrors(client, config.logger);
       this.breakers = acquireBreakers(client, config.breaker, config.logger);
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
       this.disposers.push(
@@ -255,7 +252,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         );
         return decision && this.fromRedis(key, decision);
       } catch (error) {
-        if (!isBrokenCircuitError(error)) this.emit('storeError', error);
+        if (!isBrokenCircuitError(error)) this.emitStoreError(error);
       }
     }
     const limit = this.redisStore ? this.fallbackLimit : this.limit;
@@ -285,6 +282,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     try {
       await breaker.execute(() => withTimeout(store.reset(redisKey), this.config.timeoutMs));
     } catch (error) {
+      this.noteStoreError(error);
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });
     }
   }
@@ -338,12 +336,12 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     reason: FallbackReason,
     error?: unknown,
   ): RateLimitResult {
-    if (error !== undefined && reason !== 'breaker-open') this.emit('storeError', error);
+    if (error !== undefined && reason !== 'breaker-open') this.emitStoreError(error);
     const source: 'memory' | 'bypass' = this.failClosed ? 'memory' : 'bypass';
     if (!this.inOutage) {
       this.inOutage = true;
       this.config.logger.warn(
-        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeFailure(reason, error)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
+        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeRedisFailure(reason, error, this.redisStore?.client)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
       );
     }
     // Per request during an outage: build the event only for a listener.
@@ -353,6 +351,21 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);
     if (result.allowed) this.continuity.record(storageKey, cost, result.resetAt, now);
     return result;
+  }
+
+  // Credentials off the error first: listeners, causes and logs get it next.
+  private noteStoreError(error: unknown): void {
+    redactError(error);
+    if (this.redisStore) {
+      const probeKey = this.config.prefix + '{' + this.name + '}';
+      const { client } = this.redisStore;
+      reportPermissionError(client, error, probeKey, this.config.prefix, this.config.logger);
+    }
+  }
+
+  private emitStoreError(error: unknown): void {
+    this.noteStoreError(error);
+    this.emit('storeError', error);
   }
 
   private bypass(key: string): RateLimitResult {

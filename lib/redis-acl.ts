@@ -1,0 +1,136 @@
+import type { RedisClient } from './options.js';
+import { withTimeout } from './timeout.js';
+import type { Logger } from './types.js';
+
+/**
+ * Every Redis command this package sends, including those its Lua scripts
+ * call (Redis checks those against the user too), in ACL spelling. The one
+ * list behind the README's ACL line, `redisAclRules()`, the permission report
+ * below and the ACL tests, which fail if the package sends a command missing
+ * here or stops sending one listed here.
+ */
+export const REDIS_COMMANDS = [
+  'evalsha', // every decision
+  'eval', // after NOSCRIPT (script cache flushed, restart, failover)
+  'script|load', // loads the decision script when a connection becomes ready
+  'time', // scripts read Redis's clock
+  'hmget', // scripts read a counter
+  'hset', // scripts write a counter
+  'hincrby', // scripts count a hit within a stored window
+  'pexpire', // scripts expire a counter with its window
+  'del', // reset()
+] as const;
+
+export type RedisCommand = (typeof REDIS_COMMANDS)[number];
+
+// ACL key patterns are globs: a prefix's own glob characters must match literally.
+function globEscape(prefix: string): string {
+  return prefix.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * The least-privilege ACL rules for a Redis user that serves rules with key
+ * prefix `prefix` (default `'rl:'`): no channels, no command but those in
+ * REDIS_COMMANDS, no key outside the prefix. Use as
+ * `ACL SETUSER limiter on >password <rules>` or in an ACL file.
+ */
+export function redisAclRules(prefix = 'rl:'): string {
+  const commands = REDIS_COMMANDS.map(command => `+${command}`).join(' ');
+  return `resetchannels -@all ~${globEscape(prefix)}* ${commands}`;
+}
+
+const PERMISSION_ERROR = /NOPERM|can't run this command|can't access at least one of the keys/;
+
+/** True for Redis's "this user may not" errors (top-level NOPERM and the script forms). */
+export function isPermissionError(error: unknown): boolean {
+  return error instanceof Error && PERMISSION_ERROR.test(error.message);
+}
+
+// Asks Redis which listed commands the current user may not run on KEYS[1].
+// redis.acl_check_cmd exists from Redis 7.0; on 6.x the call fails and the
+// report names every candidate instead.
+const WHICH_DENIED = `
+local denied = {}
+for i = 1, #ARGV do
+  local parts = {}
+  for part in string.gmatch(ARGV[i], '[^|]+') do parts[#parts + 1] = part end
+  parts[#parts + 1] = KEYS[1]
+  if not redis.acl_check_cmd(unpack(parts)) then denied[#denied + 1] = ARGV[i] end
+end
+return denied`;
+
+const DIAGNOSE_TIMEOUT_MS = 1000;
+
+type Report = { reported: Set<string>; diagnosing: boolean };
+const reports = new WeakMap<object, Report>();
+
+/**
+ * Logs, once per client and missing right, which command or key pattern the
+ * Redis user lacks and the ACL rule that grants it. Redis 7.0 does not name a
+ * command refused inside a script, so for those this asks Redis (one EVAL of
+ * `redis.acl_check_cmd`, at most one at a time). Never throws.
+ */
+export function reportPermissionError(
+  client: RedisClient,
+  error: unknown,
+  redisKey: string,
+  prefix: string,
+  logger: Logger,
+): void {
+  if (!isPermissionError(error)) return;
+  const message = (error as Error).message;
+  let report = reports.get(client);
+  if (!report) {
+    report = { reported: new Set(), diagnosing: false };
+    reports.set(client, report);
+  }
+  const state = report;
+  const user = userOf(client);
+  const say = (missing: string[], detail: string): void => {
+    const fresh = missing.filter(rule => !state.reported.has(rule));
+    if (fresh.length === 0) return;
+    for (const rule of fresh) state.reported.add(rule);
+    logger.error(
+      `resilient-rate-limit: the Redis user '${user}' lacks ${fresh.map(r => `'${r}'`).join(', ')} (${detail}); Redis decisions fall back until it has them. Add: ACL SETUSER ${user} ${fresh.join(' ')} (this package needs: ${redisAclRules(prefix)})`,
+    );
+  };
+  const named = /run the '([^']+)' command/.exec(message)?.[1];
+  if (named !== undefined) return say([`+${named.toLowerCase()}`], firstLine(message));
+  if (/access/.test(message)) {
+    return say([`~${globEscape(prefix)}*`], 'it may not access the keys under the rule prefix');
+  }
+  if (state.diagnosing) return;
+  state.diagnosing = true;
+  withTimeout(
+    client.eval(WHICH_DENIED, 1, redisKey, ...REDIS_COMMANDS) as Promise<unknown>,
+    DIAGNOSE_TIMEOUT_MS,
+  ).then(
+    denied => {
+      const names = Array.isArray(denied) ? denied.map(String) : [];
+      if (names.length > 0)
+        say(
+          names.map(name => `+${name}`),
+          'a command the scripts call',
+        );
+      else state.diagnosing = false;
+    },
+    () => {
+      say(
+        REDIS_COMMANDS.map(command => `+${command}`),
+        `${firstLine(message)}; this Redis cannot say which command`,
+      );
+    },
+  );
+}
+
+function userOf(client: RedisClient): string {
+  const options = (
+    client as { options?: { username?: string; redisOptions?: { username?: string } } }
+  ).options;
+  return options?.username ?? options?.redisOptions?.username ?? 'default';
+}
+
+function firstLine(message: string): string {
+  // Script errors end in "script: <sha>, on @user_script:1." which says nothing useful.
+  return message.split(/ script: /)[0] ?? message;
+}
