@@ -43,7 +43,18 @@ const PERMISSION_ERROR = /NOPERM|can't run this command|can't access at least on
 
 /** True for Redis's "this user may not" errors (top-level NOPERM and the script forms). */
 export function isPermissionError(error: unknown): boolean {
-  return error instanceof Error && PERMISSION_ERROR.test(error.message);
+  const message = messageOf(error);
+  return message !== undefined && PERMISSION_ERROR.test(message);
+}
+
+/**
+ * An error's message, duck-typed: errors from Node's own modules (TLS, net)
+ * fail `instanceof Error` where the package runs in another realm (a jest or
+ * vm context), and must still be described.
+ */
+export function messageOf(error: unknown): string | undefined {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : undefined;
 }
 
 // Asks Redis which listed commands the current user may not run on KEYS[1].
@@ -78,7 +89,7 @@ export function reportPermissionError(
   logger: Logger,
 ): void {
   if (!isPermissionError(error)) return;
-  const message = (error as Error).message;
+  const message = messageOf(error) ?? '';
   let report = reports.get(client);
   if (!report) {
     report = { reported: new Set(), diagnosing: false };

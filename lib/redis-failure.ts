@@ -1,5 +1,5 @@
 import type { RedisClient } from './options.js';
-import { isPermissionError } from './redis-acl.js';
+import { isPermissionError, messageOf } from './redis-acl.js';
 import type { Logger } from './types.js';
 
 // ioredis reports why a connection failed (refused, TLS, WRONGPASS) only
@@ -56,8 +56,9 @@ export function lastConnectionError(client: RedisClient): string | undefined {
 // The message only: ioredis errors carry the failed command's arguments,
 // which for AUTH and HELLO are the credentials.
 function describeConnectionError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const message = error.message.split('\n')[0] ?? '';
+  const full = messageOf(error);
+  if (full === undefined) return String(error);
+  const message = full.split('\n')[0] ?? '';
   const code = (error as { code?: unknown }).code;
   if (message.startsWith('WRONGPASS'))
     return `Redis rejected the username or password (${message})`;
@@ -79,16 +80,14 @@ export function describeRedisFailure(
   client: RedisClient | undefined,
 ): string {
   const connection = client && lastConnectionError(client);
-  if (reason === 'error' && error instanceof Error) {
-    if (
-      error.message.includes("Stream isn't writeable") ||
-      error.message.includes('Connection is closed')
-    ) {
+  const message = messageOf(error);
+  if (reason === 'error' && message !== undefined) {
+    if (message.includes("Stream isn't writeable") || message.includes('Connection is closed')) {
       return connection ? `Redis is not connected: ${connection}` : 'Redis is not connected';
     }
     if (isPermissionError(error))
-      return `the Redis user lacks a permission: ${error.message.split(' script: ')[0]}; the ACL rule to add is logged once`;
-    return error.message;
+      return `the Redis user lacks a permission: ${message.split(' script: ')[0]}; the ACL rule to add is logged once`;
+    return message;
   }
   return connection ? `${reason}; Redis is not connected: ${connection}` : reason;
 }
