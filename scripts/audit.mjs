@@ -21,9 +21,7 @@ try {
 if (report?.metadata?.vulnerabilities) {
   const counts = report.metadata.vulnerabilities;
   // npm 7+ reports `total` beside the per-severity counts.
-  const total =
-    counts.total ??
-    Object.values(counts).reduce((sum, n) => sum + Number(n), 0);
+  const total = counts.total ?? Object.values(counts).reduce((sum, n) => sum + Number(n), 0);
   if (total === 0) {
     console.log(
       `npm audit --omit=dev: no advisories in ${report.metadata.dependencies?.prod ?? '?'} runtime dependencies`,
