@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import {
@@ -50,6 +52,11 @@ describe('redisAclRules()', () => {
       `resetchannels -@all ~rl:* ${REDIS_COMMANDS.map(c => `+${c}`).join(' ')}`,
     );
     expect(redisAclRules('app*1:')).toMatch(/ ~app\\\*1:\* /);
+  });
+
+  it('is the line the README documents', () => {
+    const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+    expect(readme).toContain(`ACL SETUSER limiter on >PASSWORD ${redisAclRules()}\n`);
   });
 
   it('serves every feature to a user that has only these rules, without one denial', async () => {
