@@ -15,14 +15,15 @@ const SECRET_FIELDS = /^(password|pass|passwd|secret|token|auth|sentinelPassword
 /** `url` with any password replaced; strings that are not URLs come back as they are. */
 export function redactUrl(url: string): string {
   if (!url.includes('@')) return url;
+  // "user:password@host" without a scheme parses as a URL with no password.
+  if (!url.includes('//')) return url.replace(/^([^@]*?:)[^@]*@/, `$1${REDACTED}@`);
   try {
     const parsed = new URL(url);
     if (parsed.password === '') return url;
     parsed.password = REDACTED;
     return parsed.toString();
   } catch {
-    // Not a URL, but it may still be "user:password@host": keep only the host part.
-    return url.replace(/^([^@]*:)[^@]*@/, `$1${REDACTED}@`);
+    return url.replace(/\/\/([^/@]*?:)[^/@]*@/, `//$1${REDACTED}@`);
   }
 }
 
