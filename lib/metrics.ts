@@ -17,6 +17,8 @@ export interface RateLimitMetrics {
   decision(rule: string, source: DecisionSource, allowed: boolean): void;
   redisLatency(rule: string, seconds: number): void;
   reconciled(rule: string, hits: number): void;
+  /** Outage hits dropped unacknowledged because the pending bound was reached. */
+  pendingDropped?(rule: string, hits: number): void;
 }
 
 // The slice of prom-client used here, typed structurally so the published
@@ -110,6 +112,12 @@ export function createPrometheusMetrics(
     labelNames: ['rule'],
     registers,
   });
+  const droppedHits = new Counter({
+    name: `${prefix}pending_dropped_hits_total`,
+    help: 'Hits admitted from memory during an outage and dropped before Redis acknowledged them (pending bound reached).',
+    labelNames: ['rule'],
+    registers,
+  });
   new Gauge({
     name: `${prefix}breaker_state`,
     help: 'Redis circuit breaker state per rule: 0 closed, 1 half-open, 2 open, 3 isolated.',
@@ -162,6 +170,9 @@ export function createPrometheusMetrics(
     },
     reconciled(rule, hits) {
       reconciledHits.inc({ rule }, hits);
+    },
+    pendingDropped(rule, hits) {
+      droppedHits.inc({ rule }, hits);
     },
   };
 }

@@ -21,6 +21,8 @@ import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { BlockCache } from './block-cache.js';
 import { OutageContinuity, type ReconciledEvent } from './outage-continuity.js';
+import type { DroppedEvent } from './pending-hits.js';
+import { ResetLog } from './reset-log.js';
 import type { RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
@@ -36,9 +38,16 @@ export interface RateLimiterEvents {
   breakerClose: [];
   fallback: [FallbackEvent];
   storeError: [unknown];
-  /** Hits admitted by memory during an outage, written back to Redis after it. */
+  /** Hits admitted by memory during an outage, merged into Redis after it. */
   reconciled: [ReconciledEvent];
+  /** Outage hits dropped before Redis acknowledged them: the pending bound was reached. */
+  pendingDropped: [DroppedEvent];
 }
+
+/** How long one write-back call of outage hits may take (ms). */
+const WRITE_BACK_TIMEOUT_MS = 1000;
+/** How soon outage hits recorded while the breaker stayed closed are written back (ms). */
+const WRITE_BACK_DELAY_MS = 1000;
 
 /**
  * The framework-free core: decides whether `key` may spend `cost` units now.
@@ -62,6 +71,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly disposers: Array<{ dispose(): void }> = [];
   private readonly continuity: OutageContinuity;
   private readonly blocks: BlockCache;
+  private readonly resets: ResetLog;
+  private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly metrics: RateLimitMetrics | undefined;
   private inOutage = false;
   private closed = false;
@@ -79,23 +90,31 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.failClosed = config.failClosed;
     this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
+    this.resets = new ResetLog(Math.max(2 * config.timeoutMs, WRITE_BACK_TIMEOUT_MS) + 1000);
     this.continuity = new OutageContinuity(
       {
         name: this.name,
         algorithm: this.algorithm,
-        limit: this.limit,
         fallbackLimit: this.fallbackLimit,
         windowMs: this.windowMs,
+        failClosed: this.failClosed,
         clock: config.clock,
         logger: config.logger,
-        redisKey: storageKey => this.redisKey(storageKey),
         onReconciled: event => {
           this.emit('reconciled', event);
           this.metrics?.reconciled(this.name, event.hits);
         },
+        onDropped: event => {
+          config.logger.warn(
+            `resilient-rate-limit: '${this.name}' dropped ${event.hits} outage hits of ${event.keys} keys before Redis acknowledged them: more keys hold outage hits than memory.maxKeys`,
+          );
+          this.emit('pendingDropped', event);
+          this.metrics?.pendingDropped?.(this.name, event.hits);
+        },
         onStoreError: error => this.emitStoreError(error),
       },
       this.memory,
+      this.resets,
     );
     this.blocks = new BlockCache(this.memory.maxKeys);
     this.metrics = config.metrics;
@@ -194,44 +213,94 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     redisKey: string,
     cost: number,
   ): Promise<RateLimitResult> {
-    const params = this.params(this.limit, cost, this.config.clock.now());
     const started = this.metrics ? performance.now() : 0;
-    // Hits this key was given from memory during an outage go to Redis first,
-    // in the same breaker call, so recovery cannot admit past the limit.
-    const pending = this.continuity.take(storageKey);
+    const mark = this.resets.mark();
     let decision: RedisDecision;
     try {
-      decision = await breaker.execute(() =>
-        withTimeout(
-          pending
-            ? this.continuity.writeThenConsume(store, pending, redisKey, params)
-            : store.consume(redisKey, params),
-          this.config.timeoutMs,
-        ),
+      decision = await this.exchange(
+        store,
+        breaker,
+        storageKey,
+        redisKey,
+        cost,
+        this.config.timeoutMs,
       );
     } catch (error) {
-      if (pending) this.continuity.restore(pending);
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
       return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
     }
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     this.inOutage = false;
-    if (this.failClosed) this.continuity.mirror(storageKey, decision);
     const result = this.fromRedis(key, decision);
-    if (!result.allowed) this.blocks.remember(storageKey, result, cost, this.config.clock.now());
+    if (!result.allowed && !this.resets.since(storageKey, mark)) {
+      this.blocks.remember(storageKey, result, cost, this.config.clock.now());
+    }
     return result;
   }
 
   /**
-   * Writes the hits that memory admitted during the outage back to Redis.
-   * Runs by itself when the breaker closes; exposed so callers (and tests)
-   * can await it. Entries that fail stay queued for the next recovery.
+   * One Redis call for a key within `budgetMs`, carrying what this instance
+   * holds for the key (see OutageContinuity), after any call already carrying
+   * its outage hits has settled.
    */
-  reconcile(): Promise<void> {
-    return this.redisStore ? this.continuity.reconcile(this.redisStore) : Promise.resolve();
+  private async exchange(
+    store: RedisStore,
+    breaker: StoreBreaker,
+    storageKey: string,
+    redisKey: string,
+    cost: number,
+    budgetMs: number,
+  ): Promise<RedisDecision> {
+    const deadline = performance.now() + budgetMs;
+    for (let wait = this.continuity.inFlight(storageKey); wait;) {
+      await withTimeout(wait, Math.max(1, deadline - performance.now()));
+      wait = this.continuity.inFlight(storageKey);
+    }
+    const params = this.params(this.limit, cost, this.config.clock.now());
+    return this.continuity.exchange(storageKey, params.now, args =>
+      breaker.execute(() =>
+        withTimeout(
+          store.consume(redisKey, params, args),
+          Math.max(1, Math.round(deadline - performance.now())),
+        ),
+      ),
+    );
   }
 
-  /** Hits admitted during an outage and not yet written back to Redis. */
+  /**
+   * Merges the hits that memory admitted during an outage into Redis, for the
+   * keys not decided since. Runs by itself when the breaker closes; exposed
+   * so callers (and tests) can await it. What fails stays pending.
+   */
+  reconcile(): Promise<void> {
+    const store = this.redisStore;
+    const breakers = this.breakers;
+    if (!store || !breakers) return Promise.resolve();
+    return this.continuity.reconcile(storageKey => {
+      const redisKey = this.redisKey(storageKey);
+      const breaker = breakers.forKey(redisKey);
+      if (breaker.shouldSkip()) {
+        return Promise.reject(new RateLimitStoreError('the circuit breaker is open'));
+      }
+      return this.exchange(store, breaker, storageKey, redisKey, 0, WRITE_BACK_TIMEOUT_MS);
+    });
+  }
+
+  // Outage hits recorded while the breaker stayed closed (a lone timeout)
+  // have no breakerClose to write them back: a timer does.
+  private scheduleWriteBack(): void {
+    if (this.writeBackTimer !== undefined || this.closed) return;
+    this.writeBackTimer = setTimeout(() => {
+      this.writeBackTimer = undefined;
+      if (this.breakers?.state !== 'closed') return;
+      void this.reconcile().then(() => {
+        if (this.continuity.pending > 0) this.scheduleWriteBack();
+      });
+    }, WRITE_BACK_DELAY_MS);
+    this.writeBackTimer.unref?.();
+  }
+
+  /** Hits admitted during an outage and not yet acknowledged by Redis. */
   get pendingReconciliation(): number {
     return this.continuity.pending;
   }
@@ -240,17 +309,19 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async get(key: string): Promise<RateLimitResult | undefined> {
     checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
-    const now = this.config.clock.now();
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers?.forKey(redisKey);
     if (this.redisStore && breaker && !breaker.shouldSkip()) {
-      const store = this.redisStore;
-      const params = this.params(this.limit, 0, now);
       try {
-        const decision = await breaker.execute(() =>
-          withTimeout(store.get(redisKey, params), this.config.timeoutMs),
+        const decision = await this.exchange(
+          this.redisStore,
+          breaker,
+          storageKey,
+          redisKey,
+          0,
+          this.config.timeoutMs,
         );
-        return decision && this.fromRedis(key, decision);
+        return decision.live ? this.fromRedis(key, decision) : undefined;
       } catch (error) {
         if (!isBrokenCircuitError(error)) this.emitStoreError(error);
       }
@@ -267,6 +338,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async reset(key: string): Promise<void> {
     checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
+    const now = this.config.clock.now();
+    this.resets.note(storageKey, now);
     this.memory.reset(storageKey);
     this.continuity.forget(storageKey);
     this.blocks.forget(storageKey);
@@ -280,7 +353,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     const store = this.redisStore;
     try {
-      await breaker.execute(() => withTimeout(store.reset(redisKey), this.config.timeoutMs));
+      await breaker.execute(() =>
+        withTimeout(store.reset(redisKey, this.params(this.limit, 0, now)), this.config.timeoutMs),
+      );
     } catch (error) {
       this.noteStoreError(error);
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });
@@ -291,6 +366,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.writeBackTimer !== undefined) clearTimeout(this.writeBackTimer);
     await this.continuity.settled();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
@@ -349,7 +425,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (!this.failClosed) return this.bypass(key);
     const now = this.config.clock.now();
     const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);
-    if (result.allowed) this.continuity.record(storageKey, cost, result.resetAt, now);
+    if (result.allowed) {
+      this.continuity.record(storageKey, cost, result.resetAt, now);
+      if (reason !== 'breaker-open') this.scheduleWriteBack();
+    }
     return result;
   }
 

@@ -57,16 +57,48 @@ export function messageOf(error: unknown): string | undefined {
   return typeof message === 'string' ? message : undefined;
 }
 
-// Asks Redis which listed commands the current user may not run on KEYS[1].
-// redis.acl_check_cmd exists from Redis 7.0; on 6.x the call fails and the
-// report names every candidate instead.
+// A well-formed call of each command on `key`, for redis.acl_check_cmd. The
+// full arity matters: Redis 7.0 reads key positions without checking the
+// argument count, and crashes on a short EVALSHA (found by these tests).
+function probe(command: RedisCommand, key: string): string[] {
+  switch (command) {
+    case 'evalsha':
+      return ['evalsha', '0'.repeat(40), '1', key];
+    case 'eval':
+      return ['eval', 'return 1', '1', key];
+    case 'script|load':
+      return ['script', 'load', 'return 1'];
+    case 'time':
+      return ['time'];
+    case 'hmget':
+      return ['hmget', key, 'a'];
+    case 'hset':
+    case 'hincrby':
+      return [command, key, 'a', '1'];
+    case 'pexpire':
+      return ['pexpire', key, '1'];
+    case 'del':
+      return ['del', key];
+  }
+}
+
+// Asks Redis which listed commands the current user may not run. ARGV holds
+// the probes, each as its argument count followed by its arguments; the
+// reply lists the 1-based indexes of the denied ones. redis.acl_check_cmd
+// exists from Redis 7.0; on 6.x the call fails and the report names every
+// candidate instead.
 const WHICH_DENIED = `
 local denied = {}
-for i = 1, #ARGV do
-  local parts = {}
-  for part in string.gmatch(ARGV[i], '[^|]+') do parts[#parts + 1] = part end
-  parts[#parts + 1] = KEYS[1]
-  if not redis.acl_check_cmd(unpack(parts)) then denied[#denied + 1] = ARGV[i] end
+local i = 1
+local n = 0
+while i <= #ARGV do
+  local count = tonumber(ARGV[i])
+  if not count then break end
+  n = n + 1
+  local args = {}
+  for j = 1, count do args[j] = ARGV[i + j] end
+  if not redis.acl_check_cmd(unpack(args)) then denied[#denied + 1] = n end
+  i = i + count + 1
 end
 return denied`;
 
@@ -112,12 +144,18 @@ export function reportPermissionError(
   }
   if (state.diagnosing) return;
   state.diagnosing = true;
+  const probes = REDIS_COMMANDS.flatMap(command => {
+    const args = probe(command, redisKey);
+    return [String(args.length), ...args];
+  });
   withTimeout(
-    client.eval(WHICH_DENIED, 1, redisKey, ...REDIS_COMMANDS) as Promise<unknown>,
+    client.eval(WHICH_DENIED, 1, redisKey, ...probes) as Promise<unknown>,
     DIAGNOSE_TIMEOUT_MS,
   ).then(
     denied => {
-      const names = Array.isArray(denied) ? denied.map(String) : [];
+      const names = Array.isArray(denied)
+        ? denied.map(index => REDIS_COMMANDS[Number(index) - 1] ?? String(index))
+        : [];
       if (names.length > 0)
         say(
           names.map(name => `+${name}`),

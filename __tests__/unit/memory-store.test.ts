@@ -222,20 +222,20 @@ describe('MemoryStore', () => {
   describe('mirror', () => {
     it('sets the counter state of a key as Redis reported it', () => {
       const s = store();
-      s.mirror('k', { a: 4, b: T0, c: 0 }, at(T0), false);
+      s.mirror('k', { a: 4, b: T0, c: 0 }, at(T0), false, 0);
       expect(s.get('k', at(T0 + 1))).toMatchObject({
         allowed: true,
         remaining: 1,
         resetAt: T0 + WINDOW,
       });
-      s.mirror('k', { a: 5, b: T0, c: 0 }, at(T0 + 2), true);
+      s.mirror('k', { a: 5, b: T0, c: 0 }, at(T0 + 2), true, 0);
       expect(s.consume('k', at(T0 + 3))).toMatchObject({ allowed: false, remaining: 0 });
     });
 
     it('never evicts an exhausted key to mirror another', () => {
       const s = store({ maxKeys: 1 });
       for (let i = 0; i < 5; i++) s.consume('blocked', at(T0));
-      s.mirror('new', { a: 1, b: T0, c: 0 }, at(T0), false);
+      s.mirror('new', { a: 1, b: T0, c: 0 }, at(T0), false, 0);
       expect(s.size).toBe(1);
       expect(s.get('new', at(T0))).toBeUndefined();
       expect(s.get('blocked', at(T0))).toMatchObject({ allowed: false });
@@ -243,7 +243,7 @@ describe('MemoryStore', () => {
 
     it('reports remaining 0, not below, for a mirrored count above a lower fallback limit', () => {
       const s = store();
-      s.mirror('k', { a: 10, b: T0, c: 0 }, at(T0, { limit: 10 }), true);
+      s.mirror('k', { a: 10, b: T0, c: 0 }, at(T0, { limit: 10 }), true, 0);
       const decision = s.consume('k', at(T0 + 1, { limit: 4 }));
       expect(decision.allowed).toBe(false);
       expect(decision.remaining).toBe(0);

@@ -23,6 +23,8 @@ class Entry implements CounterState {
   b = 0;
   c = 0;
   expiresAt = 0;
+  /** Epoch ms this instance last saw the key in Redis (the call's start); 0: never. */
+  observedAt = 0;
   exhausted = false;
   prev: Entry | undefined = undefined;
   next: Entry | undefined = undefined;
@@ -148,10 +150,17 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /**
-   * Sets the counter state of `key` outright, as seen elsewhere (Redis), so a
-   * later fallback continues from it. Never evicts an exhausted key for it.
+   * Sets the counter state of `key` outright, as seen in Redis by a call that
+   * started at `observedAt`, so a later fallback continues from it. Never
+   * evicts an exhausted key for it.
    */
-  mirror(key: string, state: CounterState, params: DecisionParams, exhausted: boolean): void {
+  mirror(
+    key: string,
+    state: CounterState,
+    params: DecisionParams,
+    exhausted: boolean,
+    observedAt: number,
+  ): void {
     let entry = this.lookup(key, params.now);
     if (entry === undefined) {
       if (this.size >= this.maxKeys && !this.evictOldest(this.open)) return;
@@ -160,8 +169,18 @@ export class MemoryStore implements RateLimitStore {
     entry.a = state.a;
     entry.b = state.b;
     entry.c = state.c;
+    entry.observedAt = observedAt;
     entry.expiresAt = algorithms[params.algorithm].expiresAt(entry, params);
     this.file(entry, exhausted);
+  }
+
+  /**
+   * The live state of `key` and when it was last seen in Redis, without
+   * touching its recency; `undefined` if it has none. Read-only by contract.
+   */
+  peek(key: string, now: number): Readonly<CounterState & { observedAt: number }> | undefined {
+    const entry = this.entries.get(key);
+    return entry !== undefined && entry.expiresAt > now ? entry : undefined;
   }
 
   reset(key: string): void {
