@@ -132,10 +132,12 @@ describe('a redis:// URL whose password Redis rejects (WRONGPASS)', () => {
       // And a second outage is a second transition, logged again once.
       await setAclUser(redis, 'limiter', 'the-right-password', redisAclRules());
       await redis.command('CLIENT', 'KILL', 'USER', 'limiter');
-      await eventually(() => count(witness.lines(), /Redis rejected the username/) === 2);
+      const rejected = /cannot use Redis at .*: Redis rejected the username/;
+      await eventually(() => count(witness.lines(), rejected) === 2);
       await flood(middleware, witness, 10);
       lines = witness.lines();
-      expect(count(lines, /Redis rejected the username/)).toBe(2);
+      expect(count(lines, rejected)).toBe(2);
+      expect(count(lines, /cannot decide in Redis/)).toBe(2);
 
       const text = await witness.text();
       expect(text).toContain('WRONGPASS'); // the scan saw the failures...
