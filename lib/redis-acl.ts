@@ -15,10 +15,10 @@ export const REDIS_COMMANDS = [
   'script|load', // loads the decision script when a connection becomes ready
   'time', // scripts read Redis's clock
   'hmget', // scripts read a counter
-  'hset', // scripts write a counter
+  'hset', // scripts write a counter (and reset's marker)
   'hincrby', // scripts count a hit within a stored window
   'pexpire', // scripts expire a counter with its window
-  'del', // reset()
+  'del', // the reset script
 ] as const;
 
 export type RedisCommand = (typeof REDIS_COMMANDS)[number];
