@@ -189,7 +189,7 @@ describe('a Redis user missing a right', () => {
           expect(res.status).toBe(200);
           expect(res.headers['x-ratelimit-source']).toBe('memory');
         }
-        await eventually(() => logger.error.mock.calls.length > 0);
+        await eventually(() => logger.error.mock.calls.length > 0, 3000);
         expect(storeErrors.length).toBeGreaterThan(0);
         // A few more failures (here: the half-open probe) add no report.
         await request(server).get('/').expect(200);
@@ -222,7 +222,7 @@ describe('a Redis user missing a right', () => {
         );
         expect(logger.error).not.toHaveBeenCalled();
       } else {
-        await eventually(() => logger.error.mock.calls.length > 0);
+        await eventually(() => logger.error.mock.calls.length > 0, 3000);
         const reports = logger.error.mock.calls.map(call => String(call[0]));
         expect(reports).toHaveLength(1);
         expect(reports[0]).toContain(`lacks '+${command}'`);

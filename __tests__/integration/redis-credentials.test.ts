@@ -107,7 +107,7 @@ describe('a redis:// URL whose password Redis rejects (WRONGPASS)', () => {
     const url = `redis://limiter:${PASSWORD}@127.0.0.1:${redis.port}`;
     const middleware = limiterFor(url, witness);
     try {
-      await eventually(() => witness.lines().some(l => /WRONGPASS/.test(l)));
+      await eventually(() => witness.lines().some(l => /WRONGPASS/.test(l)), 3000);
       await flood(middleware, witness, 30);
       // Reconnect attempts keep failing meanwhile; none is logged again.
       await new Promise(resolve => setTimeout(resolve, 300));
@@ -133,7 +133,7 @@ describe('a redis:// URL whose password Redis rejects (WRONGPASS)', () => {
       await setAclUser(redis, 'limiter', 'the-right-password', redisAclRules());
       await redis.command('CLIENT', 'KILL', 'USER', 'limiter');
       const rejected = /cannot use Redis at .*: Redis rejected the username/;
-      await eventually(() => count(witness.lines(), rejected) === 2);
+      await eventually(() => count(witness.lines(), rejected) === 2, 5000);
       await flood(middleware, witness, 10);
       lines = witness.lines();
       expect(count(lines, rejected)).toBe(2);
@@ -145,7 +145,7 @@ describe('a redis:// URL whose password Redis rejects (WRONGPASS)', () => {
     } finally {
       await middleware.limiter.close();
     }
-  });
+  }, 30_000);
 });
 
 describe('a passed-in client with a wrong password and its offline queue on', () => {
@@ -165,7 +165,7 @@ describe('a passed-in client with a wrong password and its offline queue on', ()
     const middleware = limiterFor(client, witness);
     try {
       await flood(middleware, witness, 5);
-      await eventually(() => witness.lines().some(l => /WRONGPASS/.test(l)));
+      await eventually(() => witness.lines().some(l => /WRONGPASS/.test(l)), 3000);
       const text = await witness.text();
       expect(text).toMatch(/storeError|WRONGPASS/);
       expect(text).not.toContain(PASSWORD);
@@ -184,7 +184,7 @@ describe('a redis:// URL without a password for a Redis that requires one (NOAUT
     const witness = new Witness();
     const middleware = limiterFor(`redis://127.0.0.1:${locked.port}`, witness);
     try {
-      await eventually(() => witness.lines().some(l => /NOAUTH/.test(l)));
+      await eventually(() => witness.lines().some(l => /NOAUTH/.test(l)), 3000);
       await flood(middleware, witness, 20);
       await new Promise(resolve => setTimeout(resolve, 300));
       const lines = witness.lines();

@@ -117,7 +117,10 @@ describe.each([
 
   it('falls back with no 5xx, within timeout, and logs the cause once', async () => {
     const server = createApp('express5', middleware);
-    await eventually(() => logger.warn.mock.calls.some(c => /certificate/.test(String(c[0]))));
+    await eventually(
+      () => logger.warn.mock.calls.some(c => /certificate/.test(String(c[0]))),
+      3000,
+    );
     // Several reconnect attempts fail meanwhile; each request still answers.
     for (let i = 0; i < 20; i++) {
       const started = performance.now();
