@@ -33,8 +33,12 @@
 //     old state look younger (denies longer), so hits after one get nothing:
 //     that is exactly where dropping outage hits as "expired" shows up.
 //     A forward jump also ages the views of Redis's counts an instance keeps:
-//     Redis admissions before a data loss within the span of such a jump are
-//     allowed again (ages are read off the instance's wall clock).
+//     its Redis admissions before a data loss within the span of such a jump
+//     are allowed again (ages are read off the instance's wall clock), unless
+//     it took a fresh view between the jump and the loss. And memory after a
+//     forward jump may open a window early (its old one looked ended); merged
+//     with its age, that is the window Redis keeps, so its start may begin the
+//     next window even before the previous one can have ended.
 //   - reset(key): the key starts over once reset resolved; decisions that
 //     overlap the reset call count in neither epoch.
 // Fixed window: windows open at the first admitted hit after the previous one
@@ -140,16 +144,33 @@ function allowance(rule, possible, all, context, from, to) {
     }
   }
   // A forward jump also ages the views an instance keeps of Redis's counts:
-  // if Redis loses the key around then, the view may look expired and not be
-  // restored. Allowed on top: the Redis admissions before such a loss.
+  // if Redis loses the key around then, a view taken before the jump may look
+  // expired and not be restored. Allowed on top: that instance's Redis
+  // admissions before such a loss, unless it took a fresh view (a Redis
+  // admission answered) after the jump and before the loss.
   for (const event of context.losses) {
     if (event.to < from - span || event.from > to) continue;
-    const aged = context.jumps.some(
-      j => j.deltaMs > 0 && j.at >= event.from - span && j.at <= event.to + span,
-    );
-    if (!aged) continue;
-    for (const hit of possible) {
-      if (hit.src === 'redis' && hit.ok && hit.s <= event.to) jump += hit.cost;
+    for (let inst = 0; inst < context.instances; inst++) {
+      let viewed = -Infinity;
+      for (const d of all) {
+        if (d.inst === inst && d.src === 'redis' && d.ok && d.r < event.from) {
+          viewed = Math.max(viewed, d.s);
+        }
+      }
+      const aged = context.jumps.some(
+        j =>
+          j.inst === inst &&
+          j.deltaMs > 0 &&
+          j.at >= viewed &&
+          j.at >= event.from - span &&
+          j.at <= event.to + span,
+      );
+      if (!aged) continue;
+      for (const hit of possible) {
+        if (hit.inst === inst && hit.src === 'redis' && hit.ok && hit.s <= event.to) {
+          jump += hit.cost;
+        }
+      }
     }
   }
   return { base, loss, jump, memory, total: base + loss + jump };
