@@ -6,7 +6,7 @@
 //
 //   git worktree add /tmp/before <rev> && (cd /tmp/before && npm ci && npm run build)
 //   node bench/compare-builds.mjs --a /tmp/before/dist/cjs/index.js [--b dist/cjs/index.js]
-//                                 [--rounds 8] [--decisions 20000] [--keys 1000]
+//                                 [--rounds 8] [--decisions 20000] [--keys 1000] [--fail-open]
 //
 // Each decision is `limiter.consume(key)` on a client built as the README's
 // "Recommended ioredis settings" build it, 50 in flight, against a private
@@ -69,6 +69,8 @@ const builds = [
     window: '1h',
     redis: redisClient,
     timeout: 1000,
+    // Fail-open keeps no warm copy: what the continuity state costs, by difference.
+    failClosed: !args.includes('--fail-open'),
   });
   return { name, limiter, redisClient, cpu: /** @type {number[]} */ ([]) };
 });

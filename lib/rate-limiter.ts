@@ -308,7 +308,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     breaker: StoreBreaker,
     storageKey: string,
     redisKey: string,
-    call: DecisionParams,
+    /** A fresh object per call: its `now` is set here, once any wait is over. */
+    params: DecisionParams,
     budgetMs: number,
   ): Promise<RedisDecision> {
     const deadline = performance.now() + budgetMs;
@@ -316,15 +317,18 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       await withTimeout(wait, Math.max(1, deadline - performance.now()));
       wait = this.continuity.inFlight(storageKey);
     }
-    const params = { ...call, now: this.config.clock.now() };
-    return this.continuity.exchange(storageKey, params.now, args =>
-      breaker.execute(() =>
-        withTimeout(
-          store.consume(redisKey, params, args),
-          Math.max(1, Math.round(deadline - performance.now())),
-        ),
+    params.now = this.config.clock.now();
+    const ticket = this.continuity.prepare(storageKey, params.now);
+    const sent = breaker.execute(() =>
+      withTimeout(
+        store.consume(redisKey, params, ticket.outgoing?.args),
+        Math.max(1, Math.round(deadline - performance.now())),
       ),
     );
+    this.continuity.hold(ticket, sent);
+    const decision = await sent;
+    this.continuity.settle(ticket, decision);
+    return decision;
   }
 
   /**
