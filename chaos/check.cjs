@@ -34,11 +34,11 @@
 //     that is exactly where dropping outage hits as "expired" shows up.
 //     A forward jump also ages the views of Redis's counts an instance keeps:
 //     its Redis admissions before a data loss within the span of such a jump
-//     are allowed again (ages are read off the instance's wall clock), unless
-//     it took a fresh view between the jump and the loss. And memory after a
-//     forward jump may open a window early (its old one looked ended); merged
-//     with its age, that is the window Redis keeps, so its start may begin the
-//     next window even before the previous one can have ended.
+//     are allowed again (ages are read off the instance's wall clock), if the
+//     jump falls between its last view before the loss and the restore. And
+//     memory after a forward jump may open a fixed window early (its old one
+//     looked ended); merged with its age, that is the window Redis keeps, so
+//     its start may begin the next window before the previous one ended.
 //   - reset(key): the key starts over once reset resolved; decisions that
 //     overlap the reset call count in neither epoch.
 // Fixed window: windows open at the first admitted hit after the previous one
@@ -144,24 +144,27 @@ function allowance(rule, possible, all, context, from, to) {
     }
   }
   // A forward jump also ages the views an instance keeps of Redis's counts:
-  // if Redis loses the key around then, a view taken before the jump may look
-  // expired and not be restored. Allowed on top: that instance's Redis
-  // admissions before such a loss, unless it took a fresh view (a Redis
-  // admission answered) after the jump and before the loss.
+  // if Redis loses the key, a view taken before the jump and sent after it
+  // may look expired and not be restored. Allowed on top: that instance's
+  // Redis admissions before such a loss, if the jump came after its last view
+  // (a Redis admission answered) before the loss and before the call that
+  // restored the key (at the latest its first Redis admission after the loss).
   for (const event of context.losses) {
     if (event.to < from - span || event.from > to) continue;
     for (let inst = 0; inst < context.instances; inst++) {
       let viewed = -Infinity;
+      let restored = Infinity;
       for (const d of all) {
-        if (d.inst === inst && d.src === 'redis' && d.ok && d.r < event.from) {
-          viewed = Math.max(viewed, d.s);
-        }
+        if (d.inst !== inst || d.src !== 'redis' || !d.ok) continue;
+        if (d.r < event.from) viewed = Math.max(viewed, d.s);
+        else if (d.s > event.to) restored = Math.min(restored, d.r);
       }
       const aged = context.jumps.some(
         j =>
           j.inst === inst &&
           j.deltaMs > 0 &&
           j.at >= viewed &&
+          j.at <= restored &&
           j.at >= event.from - span &&
           j.at <= event.to + span,
       );

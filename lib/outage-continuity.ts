@@ -228,7 +228,9 @@ export class OutageContinuity {
       const mine = entry !== undefined && entry.windowStart === start ? entry.current : none;
       sent.current = { ...mine };
       sent.previous = none;
-      args = [seen ? observed : -1, seen?.a ?? 0, now - start, mine.hits, mine.refunds];
+      // A window never seen in Redis is one memory opened itself.
+      const opened = seen === undefined || seen.observedAt === 0 ? 1 : 0;
+      args = [seen ? observed : -1, seen?.a ?? 0, now - start, mine.hits, mine.refunds, opened];
     } else if (algorithm === 'sliding-window') {
       const current = now - (now % windowMs);
       const [viewCur, viewPrev] = view

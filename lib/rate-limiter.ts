@@ -16,7 +16,12 @@ import {
 import { registerLimiter } from './limiter-registry.js';
 import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-client.js';
 import { reportPermissionError } from './redis-acl.js';
-import { describeRedisFailure, watchConnectionErrors } from './redis-failure.js';
+import {
+  describeRedisFailure,
+  markHealthy,
+  noteCommandError,
+  watchConnectionErrors,
+} from './redis-failure.js';
 import { redactError } from './secrets.js';
 import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
@@ -163,6 +168,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           halfOpen: () => this.emit('breakerHalfOpen'),
           close: () => {
             this.inOutage = false;
+            markHealthy(client);
             this.emit('breakerClose');
             void this.reconcile();
           },
@@ -290,7 +296,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       return this.fallBack(key, storageKey, cost, limit, this.reasonFor(error), error);
     }
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
-    this.inOutage = false;
+    if (this.inOutage) {
+      this.inOutage = false;
+      markHealthy(store.client);
+    }
     const result = this.fromRedis(key, decision, limit);
     if (!result.allowed && !this.resets.since(storageKey, mark)) {
       this.blocks.remember(storageKey, result, cost, this.config.clock.now());
@@ -432,6 +441,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           params,
           this.config.timeoutMs,
         );
+        // Decisions that started while the refund was out read the count before it.
+        this.resets.note(storageKey, this.config.clock.now());
         // An answer that holds no state is not mirrored: refund the view too.
         if (!decision.live && this.failClosed) {
           this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
@@ -476,6 +487,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       await breaker.execute(() =>
         withTimeout(store.reset(redisKey, this.params(this.limit, 0, now)), this.config.timeoutMs),
       );
+      // Until Redis ran it, a decision could still read the old count: one
+      // that started meanwhile must not be cached or mirrored either.
+      this.resets.note(storageKey, this.config.clock.now());
     } catch (error) {
       this.noteStoreError(error);
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });
@@ -571,6 +585,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       const probeKey = this.config.prefix + '{' + this.name + '}';
       const { client } = this.redisStore;
       reportPermissionError(client, error, probeKey, this.config.prefix, this.config.logger);
+      noteCommandError(client, error, this.config.logger);
     }
   }
 

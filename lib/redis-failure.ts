@@ -8,6 +8,8 @@ import type { Logger } from './types.js';
 // client so the one log line of an outage can name the real cause.
 const lastError = new WeakMap<object, string>();
 const watched = new WeakSet<object>();
+// Clients whose current failure needing an operator was logged already.
+const logged = new WeakSet<object>();
 
 // Causes only an operator can fix, by their description below.
 const NEEDS_OPERATOR = /^(Redis rejected|Redis requires|TLS:)/;
@@ -27,18 +29,37 @@ const TLS_TRUST = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TL
 export function watchConnectionErrors(client: RedisClient, logger: Logger): void {
   if (watched.has(client)) return;
   watched.add(client);
-  let logged = false;
-  client.on('error', (error: unknown) => {
-    const reason = describeConnectionError(error);
-    lastError.set(client, reason);
-    if (logged || client.status === 'ready' || !NEEDS_OPERATOR.test(reason)) return;
-    logged = true;
-    logger.warn(`resilient-rate-limit: cannot use Redis at ${endpointOf(client)}: ${reason}`);
-  });
+  client.on('error', (error: unknown) => noteFailure(client, error, logger));
   client.on('ready', () => {
     lastError.delete(client);
-    logged = false;
   });
+}
+
+/**
+ * A command on `client` failed. Refused credentials show up here rather than
+ * as a connection error when the client sent none on connecting (ioredis 5
+ * without a password, say, answers NOAUTH to the first command).
+ */
+export function noteCommandError(client: RedisClient, error: unknown, logger: Logger): void {
+  if (NEEDS_OPERATOR.test(describeConnectionError(error))) noteFailure(client, error, logger);
+}
+
+function noteFailure(client: RedisClient, error: unknown, logger: Logger): void {
+  const reason = describeConnectionError(error);
+  lastError.set(client, reason);
+  // Not `client.status`: without a ready check ioredis 5 is 'ready' before
+  // its AUTH is refused, and reconnects (and so turns 'ready') every time.
+  if (logged.has(client) || !NEEDS_OPERATOR.test(reason)) return;
+  logged.add(client);
+  logger.warn(`resilient-rate-limit: cannot use Redis at ${endpointOf(client)}: ${reason}`);
+}
+
+/**
+ * A Redis call on `client` succeeded: the next connection failure that needs
+ * an operator is a new transition, and is logged again.
+ */
+export function markHealthy(client: RedisClient): void {
+  logged.delete(client);
 }
 
 // Host and port only: never the URL, which may hold a password.

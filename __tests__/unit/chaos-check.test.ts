@@ -163,6 +163,41 @@ describe('checkKey, clock jumps', () => {
     const context = { ...one, jumps: [{ inst: 0, at: T0 + 1000, deltaMs: -30_000 }] };
     expect(violations(FIXED, list, context)).toEqual(['10>5']);
   });
+
+  // Redis's window [0, 3000) holds 4; memory adds 1 at 1000 during an outage
+  // (Redis restarts empty at 1200); the clock jumps +30 s at 1500, so memory
+  // sees its window as ended and opens [1600, 4600) with 2 hits. Merged with
+  // its age after the restart, that is the window Redis keeps (3 more, ending
+  // 25 ms late: the age arrives one transit late); Redis opens the next at 4700.
+  const jumped = [
+    ...hits(range(4, 0, 100), () => 3000),
+    ...hits([{ at: 1000, src: 'memory' }], () => 3000),
+    ...hits(range(2, 1600, 400, { src: 'memory' }), () => 4600),
+    ...hits(range(3, 3450, 50), () => 4625),
+    ...hits(range(5, 4700, 100), () => 7700),
+  ];
+  const kill = { from: T0 + 1200, to: T0 + 1200, kind: 'kill' };
+  const forward = { inst: 0, at: T0 + 1500, deltaMs: 30_000 };
+
+  it('lets a window memory opened after a forward jump become the one Redis keeps', () => {
+    expect(violations(FIXED, jumped, { ...one, jumps: [forward], losses: [kill] })).toEqual([]);
+    // Without the jump nothing excuses memory's hits (7 in [0, 3000)) or
+    // explains a window opening at 1600 (8 in [3450, 6450)).
+    expect(violations(FIXED, jumped, { ...one, losses: [kill] })).toEqual(['7>5', '8>5']);
+  });
+
+  it('does not let such a window hide a second quota after another loss', () => {
+    // Redis keeps [1600, 4600) as above, loses it again at 4000 and hands out
+    // 5 more in it: the instance's view was taken after the jump, so no aging.
+    const second = [
+      ...jumped.filter(h => h.s < T0 + 4700),
+      ...hits(range(5, 4100, 50), () => 7100),
+    ];
+    const flush = { from: T0 + 4000, to: T0 + 4001, kind: 'flushdb' };
+    expect(violations(FIXED, second, { ...one, jumps: [forward], losses: [kill, flush] })).toEqual([
+      '8>5',
+    ]);
+  });
 });
 
 describe('epochs', () => {

@@ -137,7 +137,10 @@ export class MemoryStore implements RateLimitStore {
       entry = this.insert(key);
     }
     const algorithm = algorithms[params.algorithm];
+    const start = entry.b;
     const decision = algorithm.decide(entry, params, params.cost, now);
+    // A fixed window memory opened itself is no copy of one seen in Redis.
+    if (params.algorithm === 'fixed-window' && entry.b !== start) entry.observedAt = 0;
     entry.expiresAt = algorithm.expiresAt(entry, params);
     this.file(entry, !decision.allowed || decision.remaining === 0);
     return decision;

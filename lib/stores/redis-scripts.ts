@@ -92,6 +92,8 @@ return { ok, remaining, resetAt, retry, now, a, b, c, live }`;
  * ARGV[7] how long ago that window started (ms)
  * ARGV[8], ARGV[9] units the caller admitted and refunded locally in it,
  *                  unacknowledged
+ * ARGV[10] 1 if the caller's memory opened that window itself (Redis could
+ *          not be reached), 0 if it is Redis's window as last seen
  */
 const FIXED_WINDOW = `${PRELUDE}
 if s[1] and now < b + window then live = 1 end
@@ -107,10 +109,12 @@ if viewed then
     local base, start2 = seen, start
     if live == 1 then
       base = math.max(a, seen)
-      -- Two live windows (Redis's, and one memory opened when it could not
-      -- see Redis's): the merged count lives until the later one ends, so
-      -- neither window's hits are forgotten early.
-      start2 = math.max(b, start)
+      -- Redis's own window keeps its start: the caller's copy of it reads a
+      -- transit later. One memory opened on its own, while Redis's older one
+      -- lives, ends later: the merged count lives until then, so neither
+      -- window's hits are forgotten early.
+      start2 = b
+      if ARGV[10] == '1' and start > b then start2 = start end
     end
     local count2 = math.max(0, base - back) + mine
     if count2 ~= a or start2 ~= b then
