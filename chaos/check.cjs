@@ -40,7 +40,9 @@
 //     looked ended); merged with its age, that is the window Redis keeps, so
 //     its start may begin the next window before the previous one ended.
 //   - reset(key): the key starts over once reset resolved; decisions that
-//     overlap the reset call count in neither epoch.
+//     overlap the reset call count in neither epoch. A reset that failed
+//     (rejected) may or may not have run in Redis: the key passes if either
+//     explains it (see checkKey).
 // Fixed window: windows open at the first admitted hit after the previous one
 // ended (SPEC). Each boundary is known as a band [lo, hi] from the [s, r] of
 // the hits that may open it; a Redis admission whose reported resetAt lies in
@@ -59,10 +61,12 @@ const { referenceModel } = require('../scripts/lib/reference-model.cjs');
  *   on the reference clock (admissions only).
  * @typedef {{ inst: number, at: number, deltaMs: number }} Jump
  * @typedef {{ from: number, to: number, kind: string }} Loss
- * @typedef {{ s: number, r: number }} Reset
+ * @typedef {{ s: number, r: number, inst?: number, ok?: boolean }} Reset
+ *   ok false: reset() rejected (Redis unreachable or timed out)
  * @typedef {{ from: number, to: number }} Freeze
  * @typedef {{ instances: number, timeoutMs: number, jumps: Jump[], losses: Loss[],
- *   resets?: Reset[], freezes?: Freeze[] }} Context
+ *   resets?: Reset[], freezes?: Freeze[], wipes?: Reset[] }} Context
+ *   wipes: failed resets taken as not run by Redis (set by checkKey)
  * @typedef {{ count: number, bound: number, from: number, to: number, kind: string,
  *   redis: number, memory: number[], allowance: { base: number, loss: number, jump: number } }} Window
  * @typedef {{ windows: number, worst: Window | undefined, violations: Window[] }} KeyResult
@@ -114,7 +118,7 @@ function allowance(rule, possible, all, context, from, to) {
   let jump = 0;
   for (const hit of possible) {
     if (hit.src !== 'memory') continue;
-    if (jumpedOver(rule, hit, context) !== undefined) jump += hit.cost;
+    if (jumpedOver(rule, hit, context) !== undefined || wiped(rule, hit, context)) jump += hit.cost;
     else memory[hit.inst] += hit.cost;
   }
   const base = memory.reduce((a, b) => a + b, 0) - Math.min(...memory);
@@ -205,6 +209,23 @@ function jumpedOver(rule, hit, context) {
 }
 
 /**
+ * Whether a memory admission's state straddles a reset that failed and that
+ * Redis did not run (see checkKey): that instance's memory and outage hits
+ * were dropped, so its admissions from the span before it (never merged) and
+ * after it (a fresh local quota) may come on top of Redis's count.
+ * @param {Rule} rule
+ * @param {Hit} hit
+ * @param {Context} context
+ */
+function wiped(rule, hit, context) {
+  if (hit.src !== 'memory' || !hit.ok) return false;
+  const span = spanOf(rule) + context.timeoutMs;
+  return (context.wipes ?? []).some(
+    w => w.inst === hit.inst && hit.r >= w.s - span && hit.s <= w.r + span,
+  );
+}
+
+/**
  * Whether a memory admission came soon after a forward jump of its instance's
  * clock (within twice the span, like jumpedOver): state from before the jump
  * looked older than it was, so memory may have opened a window early.
@@ -286,6 +307,37 @@ function fixedWindows(rule, admits, all, context, result) {
       hit.hint <= hit.r + W + 2 &&
       (context.instances > 1 || afterForwardJump(rule, hit, context)),
   );
+  // Redis admissions that opened a fresh window in Redis (it reported the
+  // window ending W after them) soon after a data loss, by an instance with
+  // nothing to restore: it admitted nothing for the key in the window before
+  // the loss, or a forward jump of its clock since aged its view. With 2+
+  // instances max() cannot restore what that instance never saw: Redis starts
+  // over there, before the window the loss cut short ended (the window holding
+  // the loss is still judged on everything in it, with the loss allowance).
+  const span = W + context.timeoutMs;
+  for (const hit of admits) {
+    if (
+      context.instances > 1 &&
+      hit.src === 'redis' &&
+      hit.hint !== undefined &&
+      hit.hint >= hit.s + W - 2 &&
+      hit.hint <= hit.r + W + 2 &&
+      context.losses.some(loss => {
+        if (loss.from > hit.r || loss.to < hit.s - span) return false;
+        const viewed = all.filter(
+          d => d.inst === hit.inst && d.ok && d.r < loss.from && d.s >= loss.from - span,
+        );
+        if (viewed.length === 0) return true;
+        const last = Math.max(...viewed.map(d => d.s));
+        return context.jumps.some(
+          j => j.inst === hit.inst && j.deltaMs > 0 && j.at >= last && j.at <= hit.r,
+        );
+      })
+    ) {
+      memoryOpeners.push(hit);
+    }
+  }
+  memoryOpeners.sort((a, b) => a.s - b.s);
   let previousOpen = -Infinity;
   // Where a hit sits in Redis's window may be later than its decision: a
   // memory hit merged with its age lands at (Redis's time on arrival - age),
@@ -428,9 +480,62 @@ function modelled(rule, admits, all, context, result) {
  * @returns {KeyResult}
  */
 function checkKey(rule, decisions, context) {
+  const sorted = [...decisions].sort((a, b) => a.s - b.s);
+  const resets = context.resets ?? [];
+  // A reset that failed (rejected: Redis unreachable or timed out) reset the
+  // calling instance's memory and dropped its outage hits, and Redis may or
+  // may not have run it (a timed-out call can still be applied, up to the end
+  // of a freeze it overlaps). Each is checked both ways, consistently for the
+  // key: applied (a reset, its call lasting until it can have been applied),
+  // or not (Redis's windows go on; that instance's memory admissions around
+  // it are allowed on top, like a clock jump's). The key passes if some
+  // choice explains it; only the first few failed resets of a key get a choice.
+  const failed = resets.filter(reset => reset.ok === false).slice(0, MAX_UNCERTAIN_RESETS);
+  const certain = resets.filter(reset => !failed.includes(reset));
+  /** @type {KeyResult | undefined} */
+  let best;
+  for (let mask = 0; mask < 2 ** failed.length; mask++) {
+    const applied = [...certain];
+    const wipes = [...(context.wipes ?? [])];
+    failed.forEach((reset, i) => {
+      if (mask & (2 ** i)) applied.push({ ...reset, r: latestApplied(reset, context) });
+      else wipes.push(reset);
+    });
+    const result = checkEpochs(rule, sorted, { ...context, resets: applied, wipes });
+    if (!best || result.violations.length < best.violations.length) best = result;
+    if (best.violations.length === 0) break;
+  }
+  return /** @type {KeyResult} */ (best);
+}
+
+/** Failed resets of one key checked both ways (2^n runs of the key). */
+const MAX_UNCERTAIN_RESETS = 4;
+
+/**
+ * The latest moment a failed reset can have been applied in Redis: when it
+ * gave up, or, if it overlaps a freeze, when Redis thawed (plus slack).
+ * @param {Reset} reset
+ * @param {Context} context
+ */
+function latestApplied(reset, context) {
+  let until = reset.r;
+  for (const freeze of context.freezes ?? []) {
+    if (freeze.from <= reset.r && freeze.to >= reset.s) {
+      until = Math.max(until, freeze.to + PHANTOM_SLACK_MS);
+    }
+  }
+  return until;
+}
+
+/**
+ * @param {Rule} rule
+ * @param {Hit[]} sorted every decision of the key, sorted by s
+ * @param {Context} context
+ * @returns {KeyResult}
+ */
+function checkEpochs(rule, sorted, context) {
   /** @type {KeyResult} */
   const result = { windows: 0, worst: undefined, violations: [] };
-  const sorted = [...decisions].sort((a, b) => a.s - b.s);
   for (const epoch of epochs(sorted, context.resets ?? [])) {
     const admits = epoch.filter(d => d.ok && SOURCE_OK.has(d.src));
     if (rule.algorithm === 'fixed-window') fixedWindows(rule, admits, epoch, context, result);

@@ -111,6 +111,24 @@ describe('checkKey, fixed window', () => {
     ).toEqual(['6>5', '8>5']);
   });
 
+  it('lets Redis start over after a loss, from an instance with nothing to restore', () => {
+    // Redis loses the key at 1000; instance 1 never saw it, so its hit at
+    // 1300 opens a fresh window there (max() has nothing to restore), which
+    // ends at 4300, before the window cut short by the loss would have.
+    const loss = [{ from: T0 + 1000, to: T0 + 1000, kind: 'flushdb' }];
+    const specs = (seenBy1: boolean): Spec[] => [
+      { at: 0 },
+      ...(seenBy1 ? [{ at: 500, inst: 1 }] : []),
+      { at: 1300, inst: 1 },
+      { at: 3500 },
+      ...range(5, 4400, 100),
+    ];
+    const end = (at: number) => (at < 1000 ? 3000 : at < 4300 ? 4300 : 7400);
+    expect(violations(FIXED, hits(specs(false), end), { ...two, losses: loss })).toEqual([]);
+    // Had instance 1 seen the key's window, it would have restored it.
+    expect(violations(FIXED, hits(specs(true), end), { ...two, losses: loss })).toEqual(['6>5']);
+  });
+
   it('lets a fallback that Redis ran when it thawed open the window Redis reports', () => {
     // Frozen 500..1500: a request at 600 fell back (denied); Redis ran it at 1500,
     // opening its window [1500, 4500). Redis then admits 4 in it, and 5 after 4500.
@@ -211,6 +229,26 @@ describe('epochs', () => {
     const list = hits([...range(5, 0, 100), ...range(5, 1000, 100)]);
     expect(violations(FIXED, list, { ...one, resets: [{ s: T0 + 800, r: T0 + 900 }] })).toEqual([]);
     expect(violations(FIXED, list)).toEqual(['10>5']);
+  });
+
+  // reset() rejected (Redis unreachable or timed out): Redis may or may not
+  // have run it. Typed wider than Reset, as the driver records it.
+  const failedReset = { s: T0 + 500, r: T0 + 501, inst: 0, ok: false };
+
+  it('lets Redis keep its window across a reset that failed', () => {
+    // Redis's window [0, 3000) goes on: 2 before the failed reset, 3 after it,
+    // then 5 in the next window, which a reset at 500 would have started later.
+    const list = hits([...range(2, 0, 100), ...range(3, 1000, 100), ...range(5, 3100, 100)], at =>
+      at < 3000 ? 3000 : 6100,
+    );
+    expect(violations(FIXED, list, { ...one, resets: [failedReset] })).toEqual([]);
+    const succeeded = { ...failedReset, ok: true };
+    expect(violations(FIXED, list, { ...one, resets: [succeeded] })).toEqual(['8>5']);
+  });
+
+  it('takes a failed reset as at most one reset', () => {
+    const list = hits([...range(5, 0, 100), ...range(5, 1000, 100), ...range(5, 3100, 100)]);
+    expect(violations(FIXED, list, { ...one, resets: [failedReset] })).toEqual(['10>5']);
   });
 });
 

@@ -104,8 +104,11 @@ if viewed then
   local seen = 0
   if known then seen = math.max(0, count - mine + back) end
   -- A live window is restored even at count 0 (refunded): its start still
-  -- counts, unless a reset since the view was taken ended it.
-  if now < start + window and (seen > 0 or mine > 0 or back > 0 or (live == 0 and not stale)) then
+  -- counts, unless a reset since the view was taken ended it. A window that
+  -- began before a reset is never restored over the reset's marker: its
+  -- early end would open the next window early.
+  if now < start + window and (live == 1 or s[1] or start >= r)
+    and (seen > 0 or mine > 0 or back > 0 or (live == 0 and not stale)) then
     local base, start2 = seen, start
     if live == 1 then
       base = math.max(a, seen)
