@@ -230,7 +230,16 @@ export class OutageContinuity {
       sent.previous = none;
       // A window never seen in Redis is one memory opened itself.
       const opened = seen === undefined || seen.observedAt === 0 ? 1 : 0;
-      args = [seen ? observed : -1, seen?.a ?? 0, now - start, mine.hits, mine.refunds, opened];
+      const redisStart = opened === 0 && seen !== undefined ? seen.c : 0;
+      args = [
+        seen ? observed : -1,
+        seen?.a ?? 0,
+        now - start,
+        mine.hits,
+        mine.refunds,
+        opened,
+        redisStart,
+      ];
     } else if (algorithm === 'sliding-window') {
       const current = now - (now % windowMs);
       const [viewCur, viewPrev] = view
@@ -285,6 +294,9 @@ export class OutageContinuity {
     const skewMs = localNow - decision.redisNow;
     const state: CounterState = { ...decision.state };
     if (algorithm === 'fixed-window') {
+      // c is free in a fixed window: it keeps Redis's own start, which
+      // restores the window exactly (an age would arrive a transit late).
+      state.c = state.b;
       state.b += skewMs;
     } else if (algorithm === 'sliding-window') {
       // Aligned windows: map Redis's window onto the same window locally.

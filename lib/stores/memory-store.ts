@@ -140,7 +140,10 @@ export class MemoryStore implements RateLimitStore {
     const start = entry.b;
     const decision = algorithm.decide(entry, params, params.cost, now);
     // A fixed window memory opened itself is no copy of one seen in Redis.
-    if (params.algorithm === 'fixed-window' && entry.b !== start) entry.observedAt = 0;
+    if (params.algorithm === 'fixed-window' && entry.b !== start) {
+      entry.observedAt = 0;
+      entry.c = 0;
+    }
     entry.expiresAt = algorithm.expiresAt(entry, params);
     this.file(entry, !decision.allowed || decision.remaining === 0);
     return decision;

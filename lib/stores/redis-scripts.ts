@@ -94,12 +94,16 @@ return { ok, remaining, resetAt, retry, now, a, b, c, live }`;
  *                  unacknowledged
  * ARGV[10] 1 if the caller's memory opened that window itself (Redis could
  *          not be reached), 0 if it is Redis's window as last seen
+ * ARGV[11] Redis's own start of that window when it is Redis's (exact across a
+ *          data loss, where an age arrives a transit late), else 0
  */
 const FIXED_WINDOW = `${PRELUDE}
 if s[1] and now < b + window then live = 1 end
 if viewed then
   local count = tonumber(ARGV[6])
   local start = now - tonumber(ARGV[7])
+  local seenStart = tonumber(ARGV[11]) or 0
+  if seenStart > 0 then start = seenStart end
   local mine, back = tonumber(ARGV[8]), tonumber(ARGV[9])
   local seen = 0
   if known then seen = math.max(0, count - mine + back) end
