@@ -15,9 +15,11 @@ import {
 } from './headers.js';
 import { createIpKeyGenerator } from './key-generator.js';
 import { createProxyCheck } from './proxy-check.js';
+import { toSafeLogger } from './logger.js';
 import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
 import { RateLimiter } from './rate-limiter.js';
+import { markServing } from './serving-watch.js';
 import type { Logger, RateLimitResult } from './types.js';
 
 type Awaitable<T> = T | Promise<T>;
@@ -104,14 +106,18 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     );
   }
 
-  const limiter = new RateLimiter(limiterOptions);
-  if (typeof cost === 'number' && cost > limiter.limit) {
-    throw new RateLimitConfigError(
-      `cost (${cost}) must not exceed limit (${limiter.limit})`,
-      'cost',
-    );
+  // Before the limiter exists: a throw after it would leak its Redis client.
+  const { limit: ruleLimit } = limiterOptions;
+  if (
+    typeof cost === 'number' &&
+    Number.isSafeInteger(ruleLimit) &&
+    ruleLimit >= 1 &&
+    cost > ruleLimit
+  ) {
+    throw new RateLimitConfigError(`cost (${cost}) must not exceed limit (${ruleLimit})`, 'cost');
   }
-  const keyFor = key ?? defaultKey<Req>(ipv6Subnet, limiterOptions.logger ?? console);
+  const limiter = new RateLimiter(limiterOptions);
+  const keyFor = key ?? defaultKey<Req>(ipv6Subnet, toSafeLogger(limiterOptions.logger ?? console));
   const legacy = headers === 'legacy' || headers === 'both';
   const standard = headers === 'standard' || headers === 'both';
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
@@ -226,7 +232,12 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     return withCost(req, res, next, id);
   };
 
+  let served = false;
   const middleware = (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void> => {
+    if (!served) {
+      served = true;
+      markServing();
+    }
     if (skip === undefined) return limit(req, res, next);
     let skipped: unknown;
     try {

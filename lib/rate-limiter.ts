@@ -1,8 +1,20 @@
 import { EventEmitter } from 'node:events';
 import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
-import { acquireBreakers, type BreakerRegistry, type StoreBreaker } from './breaker.js';
+import type { StoreBreaker } from './breaker.js';
+import {
+  acquireBreakers,
+  checkBreakers,
+  releaseBreakers,
+  type BreakerRegistry,
+} from './breaker-registry.js';
 import { checkCost, checkKey } from './arguments.js';
-import { RateLimitStoreError, isRateLimitCapacityError, RateLimitTimeoutError } from './errors.js';
+import {
+  RateLimitStoreError,
+  isRateLimitCapacityError,
+  RateLimitTimeoutError,
+  type RateLimitHookError,
+} from './errors.js';
+import { HookRunner } from './hook-runner.js';
 import {
   LIMITER_OPTIONS,
   parseLimiterOptions,
@@ -12,18 +24,24 @@ import {
   type RateLimiterOptions,
   type RedisClient,
 } from './options.js';
-import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-client.js';
+import {
+  acquireUrlClient,
+  peekUrlClient,
+  releaseUrlClient,
+  warnIfOfflineQueue,
+} from './redis-client.js';
+import { noteLimiterCreated } from './serving-watch.js';
 import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { BlockCache } from './block-cache.js';
 import { OutageContinuity, type ReconciledEvent } from './outage-continuity.js';
-import type { RateLimitMetrics } from './metrics.js';
+import { isolateMetrics, type RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
 
 /** Why a decision was made locally instead of in Redis. */
-export type FallbackReason = 'breaker-open' | 'timeout' | 'error';
+export type FallbackReason = 'breaker-open' | 'not-connected' | 'timeout' | 'error';
 
 export type FallbackEvent = { source: 'memory' | 'bypass'; key: string; reason: FallbackReason };
 
@@ -39,6 +57,7 @@ export interface RateLimiterEvents {
 
 // ioredis's wording for "not connected" names an option, not the problem.
 function describeFailure(reason: FallbackReason, error: unknown): string {
+  if (reason === 'not-connected') return 'the client has not connected yet';
   if (reason !== 'error' || !(error instanceof Error)) return reason;
   if (error.message.includes("Stream isn't writeable")) return 'Redis is not connected';
   return error.message;
@@ -67,14 +86,25 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly continuity: OutageContinuity;
   private readonly blocks: BlockCache;
   private readonly metrics: RateLimitMetrics | undefined;
+  private readonly hooks: HookRunner;
   private inOutage = false;
   private closed = false;
 
+  /**
+   * @throws RateLimitConfigError for any invalid option, before anything is
+   *   created: no client, timer, listener or registry entry is left behind.
+   */
   constructor(options: RateLimiterOptions) {
     super();
     if (typeof options === 'object' && options !== null)
       rejectUnknownOptions(options, LIMITER_OPTIONS);
     const config = parseLimiterOptions(options);
+    // Validate first, then acquire: a breaker conflict must throw before the
+    // URL client is taken.
+    checkBreakers(
+      typeof config.redis === 'string' ? peekUrlClient(config.redis) : config.redis,
+      config.breaker,
+    );
     this.config = config;
     this.name = config.name;
     this.limit = config.limit;
@@ -83,6 +113,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.failClosed = config.failClosed;
     this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
+    this.hooks = new HookRunner(error => this.reportHookError(error), config.logger);
+    this.metrics = config.metrics && isolateMetrics(config.metrics, this.hooks);
     this.continuity = new OutageContinuity(
       {
         name: this.name,
@@ -102,14 +134,13 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       this.memory,
     );
     this.blocks = new BlockCache(this.memory.maxKeys);
-    this.metrics = config.metrics;
-    if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
     if (config.fallbackLimit > config.limit) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
     }
+    noteLimiterCreated(config.logger);
 
     if (config.redis !== undefined) {
       let client: RedisClient;
@@ -119,19 +150,64 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         client = config.redis;
         warnIfOfflineQueue(client, config.logger);
       }
-      this.breakers = acquireBreakers(client, config.breaker, config.logger);
+      const breakers = acquireBreakers(client, config.breaker, config.logger);
+      this.breakers = breakers;
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
+      this.disposers.push({ dispose: () => releaseBreakers(client, config.breaker, breakers) });
       this.disposers.push(
-        this.breakers.subscribe({
+        breakers.subscribe({
           open: () => this.emit('breakerOpen'),
           halfOpen: () => this.emit('breakerHalfOpen'),
           close: () => {
             this.inOutage = false;
             this.emit('breakerClose');
-            void this.reconcile();
+            this.reconcile().catch(this.hooks.caught('reconciliation after recovery'));
+          },
+          // Hits admitted before the first connection go to Redis now.
+          connected: () => {
+            this.inOutage = false;
+            this.reconcile().catch(this.hooks.caught('reconciliation after connecting'));
           },
         }),
       );
+    }
+    // Last: the metrics sink is user code and gets a fully built limiter.
+    if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
+  }
+
+  /**
+   * Events are delivered in a microtask, each listener in its own try/catch,
+   * so a listener never runs on our stack (or cockatiel's) and a throw never
+   * changes a decision: it is reported once through `storeError` as a
+   * RateLimitHookError (or logged, when nobody listens to `storeError`).
+   * `'error'` keeps Node's own semantics.
+   */
+  override emit<K>(
+    event: keyof RateLimiterEvents | K,
+    ...args: K extends keyof RateLimiterEvents ? RateLimiterEvents[K] : never
+  ): boolean {
+    if (event === 'error') return super.emit(event, ...args);
+    if (this.listenerCount(event) === 0) return false;
+    queueMicrotask(() => {
+      for (const listener of this.rawListeners(event)) {
+        try {
+          (listener as unknown as (...a: unknown[]) => unknown).apply(this, args);
+        } catch (error) {
+          this.hooks.call(`${event} listener`, () => {
+            throw error;
+          });
+        }
+      }
+    });
+    return true;
+  }
+
+  private reportHookError(error: RateLimitHookError): void {
+    // A throwing storeError listener is logged, never re-emitted: no loops.
+    if (error.hook !== 'storeError listener' && this.listenerCount('storeError') > 0) {
+      this.emit('storeError', error);
+    } else {
+      this.hooks.logOnce(error.hook, error.cause);
     }
   }
 
@@ -179,7 +255,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers.forKey(redisKey);
-    if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, 'breaker-open');
+    const skip = breaker.skipReason();
+    if (skip) return this.fallBack(key, storageKey, cost, skip);
     // After the breaker check: during an outage the fallback decides (and
     // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
@@ -295,6 +372,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.closed = true;
     await this.continuity.settled();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
+    // After the breakers: they hold listeners on this client.
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();
   }

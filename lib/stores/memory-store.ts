@@ -1,7 +1,7 @@
 import { algorithms, type CounterState } from '../algorithms/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { RateLimitCapacityError, RateLimitConfigError } from '../errors.js';
-import { describe } from '../duration.js';
+import { MAX_TIMER_MS, describe } from '../duration.js';
 import type { Decision, DecisionParams, RateLimitStore } from '../types.js';
 
 export type MemoryStoreOptions = {
@@ -103,6 +103,12 @@ export class MemoryStore implements RateLimitStore {
         'memory.maxKeys',
       );
     }
+    if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
+      throw new RateLimitConfigError(
+        `memory.clock must have a now() method, got ${describe(clock)}`,
+        'memory.clock',
+      );
+    }
     if (whenFull !== 'evict' && whenFull !== 'reject') {
       throw new RateLimitConfigError(
         `memory.whenFull must be 'evict' or 'reject', got ${describe(whenFull)}`,
@@ -110,9 +116,13 @@ export class MemoryStore implements RateLimitStore {
       );
     }
     const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_MS;
-    if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 1) {
+    if (
+      !Number.isSafeInteger(sweepIntervalMs) ||
+      sweepIntervalMs < 1 ||
+      sweepIntervalMs > MAX_TIMER_MS
+    ) {
       throw new RateLimitConfigError(
-        `memory.sweepIntervalMs must be a positive integer, got ${describe(sweepIntervalMs)}`,
+        `memory.sweepIntervalMs must be a whole number of ms from 1 to ${MAX_TIMER_MS} (Node's timer limit), got ${describe(sweepIntervalMs)}`,
         'memory.sweepIntervalMs',
       );
     }
