@@ -92,7 +92,12 @@ describe('RateLimiter options', () => {
     ["redisTime 'local'", { redisTime: 'local' }, 'redisTime', 'got "local"'],
     ['logger {}', { logger: {} }, 'logger', 'got {}'],
     ['logger with a non-function info', { logger: { warn() {}, info: 1 } }, 'logger', 'got 1'],
-    ['a cockatiel retry policy as breaker', { breaker: retry(handleAll, { maxAttempts: 1 }) }, 'breaker', 'onBreak'],
+    [
+      'a cockatiel retry policy as breaker',
+      { breaker: retry(handleAll, { maxAttempts: 1 }) },
+      'breaker',
+      'onBreak',
+    ],
     ['metrics with only decision()', { metrics: { decision() {} } }, 'metrics', 'attach'],
     ['clock whose now() gives a Date', { clock: { now: () => new Date() } }, 'clock', 'now()'],
     ["timeout '30d'", { timeout: '30d' }, 'timeout', "Node's timer limit"],
