@@ -98,6 +98,33 @@ describe('RateLimiter on a Redis Cluster of 3 masters', () => {
     }
   });
 
+  it('decides locally before the client is ready and reports a closed breaker from then on', async () => {
+    const client = clusterClient();
+    const limiter = new RateLimiter({
+      name: uniqueName('early'),
+      limit: 1000,
+      window: '1h',
+      redis: client,
+      timeout: 1000,
+      breaker: { threshold: 3, halfOpenAfter: 60_000 },
+      logger: recordingLogger(),
+    });
+    try {
+      expect(client.status).not.toBe('ready');
+      for (let i = 0; i < 5; i++) {
+        expect((await limiter.consume(`early-${i}`)).source).toBe('memory');
+      }
+      await readyCluster(client);
+      const sources = new Set<string>();
+      for (let i = 0; i < 60; i++) sources.add((await limiter.consume(`user-${i}`)).source);
+      expect([...sources]).toEqual(['redis']);
+      // No breaker for "unassigned" slots is left open behind the live ones.
+      expect(limiter.breakerState).toBe('closed');
+    } finally {
+      await limiter.close();
+    }
+  });
+
   it('reloads the script on every shard after SCRIPT FLUSH', async () => {
     const name = uniqueName('flush');
     const client = clusterClient();
