@@ -56,6 +56,7 @@ describe('RateLimiter lifecycle', () => {
         name: uniqueName('bad-cost'),
         redis: url,
         limit: 5,
+        window: '1m',
         cost: 10,
         logger: recordingLogger(),
       }),
