@@ -33,6 +33,7 @@ export {
   RateLimitCapacityError,
   RateLimitTimeoutError,
   RateLimitStoreError,
+  RateLimitHookError,
   isRateLimitError,
   isRateLimitConfigError,
   isRateLimitCapacityError,

@@ -1,4 +1,4 @@
-import { RateLimitHookError } from '../../lib/errors.js';
+import type { RateLimitHookError } from '../../lib/errors.js';
 import { HookRunner } from '../../lib/hook-runner.js';
 
 function runner(report: (error: RateLimitHookError) => void = () => undefined) {
