@@ -140,7 +140,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
     }
-    noteLimiterCreated(config.logger);
+    this.disposers.push({ dispose: noteLimiterCreated(config.logger) });
 
     if (config.redis !== undefined) {
       let client: RedisClient;

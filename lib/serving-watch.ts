@@ -1,11 +1,12 @@
 import type { Logger } from './types.js';
 
-/** Limiters created after serving began before the warning fires. */
-export const LATE_LIMITERS_BEFORE_WARNING = 50;
+/** Limiters created after serving began, and still open, before the warning fires. */
+export const LATE_LIMITERS_BEFORE_WARNING = 100;
 
 let serving = false;
-let lateLimiters = 0;
+let liveLateLimiters = 0;
 let warned = false;
+const noop = (): void => undefined;
 
 /**
  * Notes that this process has started deciding requests. Called by the
@@ -16,25 +17,34 @@ export function markServing(): void {
 }
 
 /**
- * Counts a limiter created after serving began. A limiter belongs at start-up:
- * built per request it costs a Redis client lookup, breaker wiring and
- * counters that no other request shares (express-rate-limit warns about the
- * same mistake). One warning per process, with code
- * ERR_RRL_LIMITER_PER_REQUEST, once it has happened many times over.
+ * Counts a limiter created after serving began; call the returned function
+ * when it is closed. A limiter belongs at start-up: built per request it
+ * shares no counters with the others and holds a Redis client and breaker
+ * until closed (express-rate-limit warns about the same mistake). One
+ * warning per process, with code ERR_RRL_LIMITER_PER_REQUEST, once many such
+ * limiters are open at once. Counting open ones keeps test suites, which
+ * build and close a limiter per test, quiet.
  */
-export function noteLimiterCreated(logger: Logger): void {
-  if (!serving || warned) return;
-  lateLimiters++;
-  if (lateLimiters < LATE_LIMITERS_BEFORE_WARNING) return;
-  warned = true;
-  logger.warn(
-    `resilient-rate-limit: ERR_RRL_LIMITER_PER_REQUEST: ${lateLimiters} limiters were created after the app started serving requests. Create each limiter once, at start-up, and reuse it: a limiter built per request shares no counters with the others and holds a Redis client and breaker until close().`,
-  );
+export function noteLimiterCreated(logger: Logger): () => void {
+  if (!serving) return noop;
+  liveLateLimiters++;
+  if (!warned && liveLateLimiters >= LATE_LIMITERS_BEFORE_WARNING) {
+    warned = true;
+    logger.warn(
+      `resilient-rate-limit: ERR_RRL_LIMITER_PER_REQUEST: ${liveLateLimiters} limiters created after the app started serving requests are open. Create each limiter once, at start-up, and reuse it: a limiter built per request shares no counters with the others and holds a Redis client and breaker until close().`,
+    );
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    liveLateLimiters--;
+  };
 }
 
 /** Forgets what was seen, for tests. @internal */
 export function resetServingWatch(): void {
   serving = false;
-  lateLimiters = 0;
+  liveLateLimiters = 0;
   warned = false;
 }

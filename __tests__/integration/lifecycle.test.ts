@@ -109,6 +109,7 @@ describe('RateLimiter lifecycle', () => {
         limit: 5,
         window: '1m',
         redis: redis.url,
+        logger: recordingLogger(),
       });
       await limiter.consume('k');
       await limiter.close();
@@ -116,23 +117,44 @@ describe('RateLimiter lifecycle', () => {
     await eventually(async () => (await connectedClients()) === baseline, 3000);
   });
 
-  it('warns once, with a code, when limiters keep being created after the app started serving', async () => {
+  it('warns once, with a code, when limiters created per request pile up open', async () => {
+    resetServingWatch();
+    const logger = recordingLogger();
+    const created: RateLimiter[] = [];
+    const app = express();
+    app.use(rateLimit({ name: uniqueName('app'), limit: 1000, window: '1m', logger }));
+    app.get('/', async (_req, res) => {
+      // The mistake: a limiter per request, never closed.
+      const limiter = new RateLimiter({ name: 'inner', limit: 5, window: '1m', logger });
+      created.push(limiter);
+      await limiter.consume('k');
+      res.end('ok');
+    });
+    try {
+      for (let i = 0; i < 150; i++) await request(app).get('/').expect(200);
+      const warnings = logger.warn.mock.calls
+        .map(c => String(c[0]))
+        .filter(w => w.includes('ERR_RRL_LIMITER_PER_REQUEST'));
+      expect(warnings).toHaveLength(1);
+    } finally {
+      await Promise.all(created.map(l => l.close()));
+      resetServingWatch();
+    }
+  });
+
+  it('stays quiet about limiters that are created after serving but closed again', async () => {
     resetServingWatch();
     const logger = recordingLogger();
     const app = express();
     app.use(rateLimit({ name: uniqueName('app'), limit: 1000, window: '1m', logger }));
     app.get('/', async (_req, res) => {
-      // The mistake: a limiter per request.
       const limiter = new RateLimiter({ name: 'inner', limit: 5, window: '1m', logger });
       await limiter.consume('k');
       await limiter.close();
       res.end('ok');
     });
-    for (let i = 0; i < 120; i++) await request(app).get('/').expect(200);
-    const warnings = logger.warn.mock.calls
-      .map(c => String(c[0]))
-      .filter(w => w.includes('ERR_RRL_LIMITER_PER_REQUEST'));
-    expect(warnings).toHaveLength(1);
+    for (let i = 0; i < 150; i++) await request(app).get('/').expect(200);
+    expect(logger.warn).not.toHaveBeenCalled();
     resetServingWatch();
   });
 });
