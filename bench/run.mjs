@@ -31,12 +31,13 @@ import {
 import { VARIANTS } from './lib/variants.mjs';
 
 const ALL_VARIANTS = VARIANTS;
-const USES_REDIS = new Set(['rrl-redis', 'erl-redis', 'rlf-redis']);
+const USES_REDIS = new Set(['rrl-redis', 'rrl-share-redis', 'erl-redis', 'rlf-redis']);
 // What X-RateLimit-Source must say for our variants (checked before and after each run).
 /** @type {Record<string, string>} */
 const EXPECTED_SOURCE = {
   'rrl-memory': 'memory',
   'rrl-redis': 'redis',
+  'rrl-share-redis': 'redis',
   'rrl-breaker-open': 'memory',
 };
 /** @type {Record<string, string>} */
@@ -49,6 +50,8 @@ const DESCRIPTIONS = {
   'rrl-memory-noheaders':
     'this package, memory only, `headers: false` (the limiter without its headers)',
   'rrl-redis': 'this package, `redis://` URL',
+  'rrl-share-redis':
+    "as rrl-redis with `fallbackLimit: 'share'` (instance registry refreshed once a second; must match rrl-redis)",
   'rrl-breaker-open': 'this package, Redis down, breaker open, memory fallback decides',
   'erl-memory': 'express-rate-limit, default MemoryStore',
   'erl-redis': 'express-rate-limit + rate-limit-redis (ioredis `call`)',

@@ -67,13 +67,15 @@ async function build(variant, redisPort, flags) {
         info: {},
       };
 
-    case 'rrl-redis': {
+    case 'rrl-redis':
+    case 'rrl-share-redis': {
       const mw = rateLimit({
         name: 'bench',
         limit: LIMIT,
         window: WINDOW_MS,
         redis: redisUrl,
         breaker,
+        fallbackLimit: variant === 'rrl-share-redis' ? 'share' : undefined,
       });
       // The URL client connects in the background; give it time rather than
       // spending breaker failures on it (5 in a row would open it).
@@ -199,12 +201,18 @@ async function main() {
   const limiter = /** @type {any} */ (middleware)?.limiter;
   // Counted only when the fallback decides, so the allow path pays nothing.
   let fallbacks = 0;
-  if (variant === 'rrl-redis') limiter?.on('fallback', () => fallbacks++);
+  if (variant === 'rrl-redis' || variant === 'rrl-share-redis')
+    limiter?.on('fallback', () => fallbacks++);
 
   const app = express();
   // Read by the bench between runs: did the variant stay on its path?
   app.get('/__bench', (_req, res) => {
-    res.json({ variant, fallbacks, breaker: limiter?.breakerState ?? null });
+    res.json({
+      variant,
+      fallbacks,
+      breaker: limiter?.breakerState ?? null,
+      liveInstances: limiter?.liveInstances ?? null,
+    });
   });
   if (middleware) app.use(middleware);
   app.get('/', (_req, res) => {

@@ -16,3 +16,12 @@ export function checkCost(cost: unknown, limit: number): asserts cost is number 
     );
   }
 }
+
+/** Checks a per-call limit: a positive whole number. */
+export function checkLimit(limit: unknown): asserts limit is number {
+  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
+    throw new RateLimitArgumentError(
+      `limit must be a positive whole number, got ${describe(limit)}`,
+    );
+  }
+}

@@ -5,6 +5,13 @@ export interface MetricsSource {
   readonly name: string;
   readonly breakerState: 'closed' | 'open' | 'half-open' | 'isolated' | undefined;
   readonly memory: { readonly size: number; readonly evictions: number };
+  /** The rule's limit in Redis (cost units per window). */
+  readonly limit: number;
+  readonly failClosed: boolean;
+  /** Cost units per key per window this instance admits from memory during an outage. */
+  readonly fallbackLimit: number;
+  /** Live instances seen in Redis; `undefined` unless `fallbackLimit: 'share'`. */
+  readonly liveInstances?: number | undefined;
 }
 
 /**
@@ -17,6 +24,10 @@ export interface RateLimitMetrics {
   decision(rule: string, source: DecisionSource, allowed: boolean): void;
   redisLatency(rule: string, seconds: number): void;
   reconciled(rule: string, hits: number): void;
+  /** Outage hits dropped unacknowledged because the pending bound was reached. */
+  pendingDropped?(rule: string, hits: number): void;
+  /** Cost units the memory store admitted during an outage (optional for other backends). */
+  outageAdmitted?(rule: string, cost: number): void;
 }
 
 // The slice of prom-client used here, typed structurally so the published
@@ -110,6 +121,55 @@ export function createPrometheusMetrics(
     labelNames: ['rule'],
     registers,
   });
+  const droppedHits = new Counter({
+    name: `${prefix}pending_dropped_hits_total`,
+    help: 'Hits admitted from memory during an outage and dropped before Redis acknowledged them (pending bound reached).',
+    labelNames: ['rule'],
+    registers,
+  });
+  const outageAdmitted = new Counter({
+    name: `${prefix}outage_admitted_total`,
+    help: 'Cost units admitted from memory while Redis could not decide; compare with outage_budget per key and window.',
+    labelNames: ['rule'],
+    registers,
+  });
+  new Gauge({
+    name: `${prefix}limit`,
+    help: 'The limit each rule enforces in Redis, cost units per key per window.',
+    labelNames: ['rule'],
+    registers,
+    collect() {
+      this.reset();
+      for (const source of sources) this.set({ rule: source.name }, source.limit);
+    },
+  });
+  new Gauge({
+    name: `${prefix}outage_budget`,
+    help: 'Cost units per key per window this instance admits from memory during a Redis outage (fallbackLimit). Summed over instances: what the fleet admits per key.',
+    labelNames: ['rule'],
+    registers,
+    collect() {
+      this.reset();
+      for (const source of sources) {
+        // Memory-only rules have no outage; fail-open rules let everything through.
+        if (source.breakerState !== undefined && source.failClosed)
+          this.set({ rule: source.name }, source.fallbackLimit);
+      }
+    },
+  });
+  new Gauge({
+    name: `${prefix}live_instances`,
+    help: "Instances live in the Redis instance registry at this instance's last refresh (fallbackLimit: 'share').",
+    labelNames: ['rule'],
+    registers,
+    collect() {
+      this.reset();
+      for (const source of sources) {
+        if (source.liveInstances !== undefined)
+          this.set({ rule: source.name }, source.liveInstances);
+      }
+    },
+  });
   new Gauge({
     name: `${prefix}breaker_state`,
     help: 'Redis circuit breaker state per rule: 0 closed, 1 half-open, 2 open, 3 isolated.',
@@ -163,6 +223,12 @@ export function createPrometheusMetrics(
     reconciled(rule, hits) {
       reconciledHits.inc({ rule }, hits);
     },
+    pendingDropped(rule, hits) {
+      droppedHits.inc({ rule }, hits);
+    },
+    outageAdmitted(rule, cost) {
+      outageAdmitted.inc({ rule }, cost);
+    },
   };
 }
 
@@ -187,5 +253,9 @@ export function isolateMetrics(
       hooks.call('metrics.redisLatency', () => metrics.redisLatency(rule, seconds)),
     reconciled: (rule, hits) =>
       hooks.call('metrics.reconciled', () => metrics.reconciled(rule, hits)),
+    pendingDropped: (rule, hits) =>
+      hooks.call('metrics.pendingDropped', () => metrics.pendingDropped?.(rule, hits)),
+    outageAdmitted: (rule, cost) =>
+      hooks.call('metrics.outageAdmitted', () => metrics.outageAdmitted?.(rule, cost)),
   };
 }

@@ -121,7 +121,16 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   const legacy = headers === 'legacy' || headers === 'both';
   const standard = headers === 'standard' || headers === 'both';
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
-  const fallbackPolicy = policyItem(limiter.name, limiter.fallbackLimit, limiter.windowMs);
+  // Any other limit that decided (fallbackLimit; with 'share' it moves with
+  // the live instance count): rebuilt only when it changes.
+  let otherPolicy = { limit: limiter.fallbackLimit, item: '' };
+  otherPolicy.item = policyItem(limiter.name, otherPolicy.limit, limiter.windowMs);
+  const policyFor = (limit: number): string => {
+    if (limit === limiter.limit) return policy;
+    if (limit !== otherPolicy.limit)
+      otherPolicy = { limit, item: policyItem(limiter.name, limit, limiter.windowMs) };
+    return otherPolicy.item;
+  };
   const limitText = String(limiter.limit);
   const clock = limiterOptions.clock ?? systemClock;
 
@@ -132,8 +141,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     if (legacy)
       setLegacyHeaders(res, result, result.limit === limiter.limit ? limitText : undefined);
     if (standard) {
-      const item = result.limit === limiter.limit ? policy : fallbackPolicy;
-      setStandardHeaders(res, limiter.name, item, result, clock.now());
+      setStandardHeaders(res, limiter.name, policyFor(result.limit), result, clock.now());
     }
   };
 

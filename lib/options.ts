@@ -34,8 +34,18 @@ export type RateLimiterOptions = {
   timeout?: number;
   breaker?: BreakerOptions | CircuitBreakerPolicy;
   memory?: MemoryStore | MemoryStoreOptions;
-  /** Per-instance limit the memory store enforces during an outage. Default `limit`. */
-  fallbackLimit?: number;
+  /**
+   * Per-instance limit the memory store enforces during an outage. Default
+   * `limit`. `'share'`: `ceil(limit / N)` (at least 1), N being the live
+   * instances this one last saw in Redis, so the fleet admits about `limit`.
+   */
+  fallbackLimit?: number | 'share';
+  /**
+   * With `fallbackLimit: 'share'`: how long an instance that stopped
+   * refreshing its presence in Redis still counts as live. ms or `'30s'`;
+   * at least 2 s (presence is refreshed every second). Default `'30s'`.
+   */
+  instanceHorizon?: number | string;
   /** Redis key prefix. Default `'rl:'`. */
   prefix?: string;
   /** Time source for memory decisions and headers. */
@@ -63,7 +73,8 @@ export type LimiterConfig = {
   breaker: Required<BreakerOptions> | CircuitBreakerPolicy;
   memory: MemoryStore | undefined;
   ownsMemory: boolean;
-  fallbackLimit: number;
+  fallbackLimit: number | 'share';
+  instanceHorizonMs: number;
   prefix: string;
   clock: Clock;
   redisTime: 'redis' | 'clock';
@@ -82,6 +93,7 @@ export const LIMITER_OPTIONS = [
   'breaker',
   'memory',
   'fallbackLimit',
+  'instanceHorizon',
   'prefix',
   'clock',
   'redisTime',
@@ -146,10 +158,8 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
   }
   const timeoutMs =
     options.timeout === undefined ? 100 : parseDuration(options.timeout, 'timeout', MAX_TIMER_MS);
-  const fallbackLimit =
-    options.fallbackLimit === undefined
-      ? limit
-      : positiveInteger(options.fallbackLimit, 'fallbackLimit');
+  const fallbackLimit = parseFallbackLimit(options.fallbackLimit, limit);
+  const instanceHorizonMs = parseInstanceHorizon(options.instanceHorizon);
   const prefix = options.prefix ?? 'rl:';
   if (typeof prefix !== 'string' || /[{}]/.test(prefix) || prefix.length > 128) {
     throw new RateLimitConfigError(
@@ -183,6 +193,7 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
     memory,
     ownsMemory,
     fallbackLimit,
+    instanceHorizonMs,
     prefix,
     clock,
     redisTime,
@@ -229,6 +240,32 @@ function positiveInteger(value: unknown, option: string): number {
     );
   }
   return value;
+}
+
+function parseFallbackLimit(value: unknown, limit: number): number | 'share' {
+  if (value === undefined) return limit;
+  if (value === 'share') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1) return value;
+  throw new RateLimitConfigError(
+    `fallbackLimit must be a positive integer or 'share', got ${describe(value)}`,
+    'fallbackLimit',
+  );
+}
+
+// Below two refresh periods a live instance could miss the horizon between
+// two refreshes and flicker out of the count.
+const MIN_INSTANCE_HORIZON_MS = 2000;
+
+function parseInstanceHorizon(value: unknown): number {
+  if (value === undefined) return 30_000;
+  const ms = parseDuration(value, 'instanceHorizon');
+  if (ms < MIN_INSTANCE_HORIZON_MS) {
+    throw new RateLimitConfigError(
+      `instanceHorizon must be at least ${MIN_INSTANCE_HORIZON_MS} ms, got ${describe(value)}`,
+      'instanceHorizon',
+    );
+  }
+  return ms;
 }
 
 function parseRedis(redis: unknown): RedisClient | string | undefined {
@@ -296,16 +333,23 @@ function parseBreaker(breaker: unknown): Required<BreakerOptions> | CircuitBreak
 }
 
 const METRICS_METHODS = ['attach', 'decision', 'redisLatency', 'reconciled'] as const;
+const OPTIONAL_METRICS_METHODS = ['pendingDropped', 'outageAdmitted'] as const;
 
 function parseMetrics(metrics: unknown): RateLimitMetrics | undefined {
   if (metrics === undefined) return undefined;
+  const given = metrics as Record<string, unknown> | null;
   const missing =
-    typeof metrics === 'object' && metrics !== null
-      ? METRICS_METHODS.filter(m => typeof (metrics as Record<string, unknown>)[m] !== 'function')
+    typeof metrics === 'object' && given !== null
+      ? [
+          ...METRICS_METHODS.filter(m => typeof given[m] !== 'function'),
+          ...OPTIONAL_METRICS_METHODS.filter(
+            m => given[m] !== undefined && typeof given[m] !== 'function',
+          ),
+        ]
       : METRICS_METHODS;
   if (missing.length > 0) {
     throw new RateLimitConfigError(
-      `metrics must come from createPrometheusMetrics() or implement RateLimitMetrics (${METRICS_METHODS.join(', ')}); missing ${missing.join(', ')} in ${describe(metrics)}`,
+      `metrics must come from createPrometheusMetrics() or implement RateLimitMetrics (${METRICS_METHODS.join(', ')}); missing or not functions: ${missing.join(', ')} in ${describe(metrics)}`,
       'metrics',
     );
   }

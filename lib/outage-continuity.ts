@@ -1,13 +1,18 @@
 import type { CounterState } from './algorithms/index.js';
 import type { Clock } from './clock.js';
-import { Reconciler, type PendingHits } from './reconciler.js';
+import {
+  PendingHits,
+  type DroppedEvent,
+  type PendingEntry,
+  type PendingSnapshot,
+  type Tally,
+} from './pending-hits.js';
+import type { ResetLog } from './reset-log.js';
 import type { MemoryStore } from './stores/memory-store.js';
-import type { RedisDecision, RedisStore } from './stores/redis-store.js';
-import { withTimeout } from './timeout.js';
-import type { AlgorithmName, DecisionParams, Logger } from './types.js';
+import type { RedisDecision } from './stores/redis-store.js';
+import type { AlgorithmName, Logger } from './types.js';
 
-const RECONCILE_BATCH = 100;
-const RECONCILE_TIMEOUT_MS = 1000;
+const WRITE_BACK_BATCH = 100;
 
 export type ReconciledEvent = { keys: number; hits: number; expired: number };
 
@@ -15,156 +20,300 @@ export type ReconciledEvent = { keys: number; hits: number; expired: number };
 export type ContinuityRule = {
   name: string;
   algorithm: AlgorithmName;
-  limit: number;
   fallbackLimit: number;
   windowMs: number;
+  /** Fail-open rules keep no memory state, so they mirror nothing. */
+  failClosed: boolean;
   clock: Clock;
   logger: Logger;
-  redisKey(storageKey: string): string;
   onReconciled(event: ReconciledEvent): void;
+  onDropped(event: DroppedEvent): void;
   onStoreError(error: unknown): void;
 };
 
 /**
- * Keeps one rule's counts continuous across a Redis outage, in both
- * directions: the memory store continues from where Redis left each key
- * (warm fallback), and what memory admitted goes back to Redis afterwards
- * (reconciliation), so neither failover nor recovery hands out a fresh quota.
+ * ARGV[5..] of the decision script: what this instance holds for a key (its
+ * last view of Redis and the hits it admitted since), all times as ages.
+ */
+export type ContinuityArgs = number[];
+
+/** Sends one decision for a key to Redis, with `args` when there are any. */
+export type Send = (args: ContinuityArgs | undefined) => Promise<RedisDecision>;
+
+type Outgoing = { args: ContinuityArgs; entry: PendingEntry | undefined; sent: PendingSnapshot };
+
+/**
+ * Keeps one rule's counts continuous across Redis outages and data loss, in
+ * both directions: the memory store continues from where Redis left each key
+ * (warm fallback), and every Redis call for a key carries what this instance
+ * holds for it, merged by the decision script in the same atomic step
+ * (stored = max(stored, known) + local; see redis-scripts.ts). So no decision
+ * is made in Redis against a count that misses this instance's outage hits,
+ * and a Redis that lost a key gets its count back on the key's next call.
+ *
+ * Ordering: a call that carries a key's local hits is the only one in flight
+ * for that key until it settles (`inFlight`), and the hits are forgotten only
+ * when Redis has acknowledged them, so they are added exactly once.
  */
 export class OutageContinuity {
-  private readonly reconciler: Reconciler;
-  /** Local clock minus Redis clock, from the latest Redis answer. */
-  private skewMs = 0;
-  private reconciling: Promise<void> | undefined;
+  private readonly pendingHits: PendingHits;
+  private writingBack: Promise<void> | undefined;
+  /** Hits and keys acknowledged since the last `reconciled` event. */
+  private acknowledged = { keys: 0, hits: 0 };
 
   constructor(
     private readonly rule: ContinuityRule,
     private readonly memory: MemoryStore,
+    private readonly resets: ResetLog,
   ) {
-    this.reconciler = new Reconciler(memory.maxKeys);
+    this.pendingHits = new PendingHits(rule.algorithm, rule.windowMs, memory.maxKeys, event =>
+      rule.onDropped(event),
+    );
   }
 
-  /** Hits admitted during an outage and not yet written back to Redis. */
+  /** Hits admitted locally and not yet acknowledged by Redis. */
   get pending(): number {
-    return this.reconciler.size;
+    return this.pendingHits.hits;
   }
 
-  /** Mirrors a Redis answer into the memory store (warm fallback). */
-  mirror(storageKey: string, decision: RedisDecision): void {
-    const { algorithm, windowMs, clock } = this.rule;
+  /** A call that must settle before another call for `storageKey` is sent. */
+  inFlight(storageKey: string): Promise<unknown> | undefined {
+    return this.pendingHits.get(storageKey)?.inFlight;
+  }
+
+  /**
+   * Notes `cost` units memory admitted for a key (its window ends at
+   * `resetAt`); a negative cost notes units memory refunded.
+   */
+  record(storageKey: string, cost: number, resetAt: number, now: number): void {
+    // A token bucket's resetAt is its TAT: the hits count until then.
+    if (this.rule.algorithm === 'token-bucket')
+      this.pendingHits.record(storageKey, cost, 0, now, resetAt);
+    else this.pendingHits.record(storageKey, cost, resetAt - this.rule.windowMs, now, resetAt);
+  }
+
+  /** Drops a key's local state (reset). */
+  forget(storageKey: string): void {
+    this.pendingHits.forget(storageKey);
+  }
+
+  /**
+   * Sends one call for `storageKey` with what this instance holds for it, and
+   * folds the answer back: acknowledged hits are forgotten, the answer is
+   * mirrored into memory. Callers first wait for `inFlight(storageKey)`.
+   * `startedAt` is the local time the caller started (ms).
+   */
+  exchange(storageKey: string, startedAt: number, send: Send): Promise<RedisDecision> {
+    const mark = this.resets.mark();
+    const outgoing = this.outgoing(storageKey, startedAt);
+    const call = send(outgoing?.args);
+    const entry = outgoing?.entry;
+    if (entry !== undefined) {
+      const settled = call.then(
+        () => undefined,
+        () => undefined,
+      );
+      entry.inFlight = settled;
+      void settled.then(() => {
+        if (entry.inFlight === settled) entry.inFlight = undefined;
+        this.pendingHits.tidy(entry);
+      });
+    }
+    if (outgoing === undefined && !this.rule.failClosed) return call;
+    return call.then(decision => {
+      console.error('reply', JSON.stringify(decision), this.resets.since(storageKey, mark));
+      if (entry !== undefined && outgoing !== undefined) {
+        // A no-op when a reset dropped the entry meanwhile.
+        const before = this.pendingHits.hits;
+        this.pendingHits.acknowledge(entry, outgoing.sent);
+        this.acknowledged.hits += before - this.pendingHits.hits;
+        this.acknowledged.keys++;
+      }
+      // A reset or refund after this call started wins: the answer describes
+      // the state before it, so it must not become this instance's view.
+      if (this.rule.failClosed && !this.resets.since(storageKey, mark)) {
+        this.adopt(storageKey, decision, startedAt);
+      }
+      return decision;
+    });
+  }
+
+  /**
+   * Writes the outage hits of keys not decided since back to Redis, through
+   * `writeOne` (the decision script at cost 0), in batches. One run at a
+   * time; what fails stays pending for the next run.
+   */
+  reconcile(writeOne: (storageKey: string) => Promise<unknown>): Promise<void> {
+    this.writingBack ??= this.writeBack(writeOne).finally(() => {
+      this.writingBack = undefined;
+    });
+    return this.writingBack;
+  }
+
+  /** Resolves once a write-back in progress has finished. */
+  async settled(): Promise<void> {
+    await this.writingBack;
+  }
+
+  private async writeBack(writeOne: (storageKey: string) => Promise<unknown>): Promise<void> {
+    let expired = 0;
+    const keys = this.pendingHits.keys();
+    for (let i = 0; i < keys.length; i += WRITE_BACK_BATCH) {
+      const batch: Promise<unknown>[] = [];
+      const now = this.rule.clock.now();
+      for (const storageKey of keys.slice(i, i + WRITE_BACK_BATCH)) {
+        const entry = this.pendingHits.get(storageKey);
+        if (entry === undefined) continue;
+        if (!this.pendingHits.isLive(entry, now) && entry.inFlight === undefined) {
+          this.pendingHits.forget(storageKey);
+          expired++;
+          continue;
+        }
+        batch.push(writeOne(storageKey));
+      }
+      const outcomes = await Promise.allSettled(batch);
+      const failure = outcomes.find(outcome => outcome.status === 'rejected');
+      if (failure) {
+        // Redis went away again: everything not acknowledged stays pending.
+        this.rule.onStoreError(failure.reason);
+        break;
+      }
+    }
+    const { keys: written, hits } = this.acknowledged;
+    this.acknowledged = { keys: 0, hits: 0 };
+    if (written + expired === 0) return;
+    this.rule.logger.info(
+      `resilient-rate-limit: '${this.rule.name}' merged ${hits} hits for ${written} keys admitted during the outage into Redis (${expired} windows had already ended)`,
+    );
+    this.rule.onReconciled({ keys: written, hits, expired });
+  }
+
+  // The script's continuity arguments for a key, or undefined when this
+  // instance holds nothing for it (the hot path: no extra arguments).
+  private outgoing(storageKey: string, now: number): Outgoing | undefined {
+    const view = this.rule.failClosed ? this.memory.peek(storageKey, now) : undefined;
+    let entry = this.pendingHits.get(storageKey);
+    if (view === undefined && entry === undefined) return undefined;
+    if (entry !== undefined && !this.pendingHits.isLive(entry, now) && !entry.inFlight) {
+      // Its window has ended: those units count nowhere any more.
+      this.pendingHits.forget(storageKey);
+      entry = undefined;
+    }
+    const observed = view !== undefined && view.observedAt > 0 ? now - view.observedAt : -1;
+    const { algorithm, windowMs } = this.rule;
+    const none: Tally = { hits: 0, refunds: 0 };
+    const sent: PendingSnapshot = {
+      windowStart: entry?.windowStart ?? 0,
+      current: entry ? { ...entry.current } : none,
+      previous: entry ? { ...entry.previous } : none,
+    };
+    let args: ContinuityArgs;
+    if (algorithm === 'fixed-window') {
+      // A live view counts even at 0 (refunded): its window's start does.
+      const seen = view !== undefined && (view.a > 0 || view.b > 0) ? view : undefined;
+      const start = seen?.b ?? entry?.windowStart ?? 0;
+      if (start === 0) return undefined;
+      // Local units belong to the view only if counted in its window.
+      const mine = entry !== undefined && entry.windowStart === start ? entry.current : none;
+      sent.current = { ...mine };
+      sent.previous = none;
+      args = [seen ? observed : -1, seen?.a ?? 0, now - start, mine.hits, mine.refunds];
+    } else if (algorithm === 'sliding-window') {
+      const current = now - (now % windowMs);
+      const [viewCur, viewPrev] = view
+        ? byWindow(view.b, view.a, view.c, current, windowMs)
+        : [0, 0];
+      let mineCur = none;
+      let minePrev = none;
+      if (entry?.windowStart === current) {
+        mineCur = entry.current;
+        minePrev = entry.previous;
+      } else if (entry?.windowStart === current - windowMs) {
+        // Its previous window has ended: acknowledging drops those units.
+        minePrev = entry.current;
+      }
+      if (viewCur + viewPrev + units(mineCur) + units(minePrev) === 0) return undefined;
+      args = [
+        viewCur + viewPrev > 0 ? observed : -1,
+        viewCur,
+        viewPrev,
+        mineCur.hits,
+        minePrev.hits,
+        mineCur.refunds,
+        minePrev.refunds,
+      ];
+    } else {
+      const mine = entry?.current ?? none;
+      let ahead = view !== undefined ? view.a - now : (entry?.until ?? now) - now;
+      const frac = view?.b ?? 0;
+      // A full bucket: nothing this instance holds still counts, but for a
+      // local refund of units Redis may still count.
+      if (ahead < 0 || (ahead === 0 && frac === 0)) {
+        if (mine.refunds === 0) {
+          if (entry !== undefined && !entry.inFlight) this.pendingHits.forget(storageKey);
+          return undefined;
+        }
+        ahead = 0;
+      }
+      args = [view !== undefined ? observed : -1, ahead, frac, mine.hits, mine.refunds];
+    }
+    return { args, entry, sent };
+  }
+
+  /**
+   * Takes a Redis answer as this instance's view of the key (warm fallback),
+   * keeping on top of it any local hits made while the call was out.
+   */
+  private adopt(storageKey: string, decision: RedisDecision, observedAt: number): void {
+    // Nothing to mirror: the key holds no state in Redis.
+    if (!decision.live) return;
+    const { algorithm, windowMs, clock, fallbackLimit } = this.rule;
     const localNow = clock.now();
-    this.skewMs = localNow - decision.redisNow;
+    const skewMs = localNow - decision.redisNow;
     const state: CounterState = { ...decision.state };
     if (algorithm === 'fixed-window') {
-      state.b += this.skewMs;
+      state.b += skewMs;
     } else if (algorithm === 'sliding-window') {
       // Aligned windows: map Redis's window onto the same window locally.
       const redisStart = decision.redisNow - (decision.redisNow % windowMs);
       state.b = localNow - (localNow % windowMs) - (redisStart - state.b);
     } else {
-      state.a += this.skewMs;
+      state.a += skewMs;
     }
-    this.memory.mirror(
-      storageKey,
-      state,
-      { algorithm, limit: this.rule.fallbackLimit, windowMs, cost: 0, now: localNow },
-      !decision.allowed || decision.remaining <= 0,
-    );
-  }
-
-  /** Notes `cost` units memory admitted for a key during an outage. */
-  record(storageKey: string, cost: number, resetAt: number, now: number): void {
-    const windowStart = this.rule.algorithm === 'token-bucket' ? 0 : resetAt - this.rule.windowMs;
-    this.reconciler.record(storageKey, cost, windowStart, now);
-  }
-
-  /** Removes and returns a key's pending hits, to be written before its next decision. */
-  take(storageKey: string): PendingHits[] | undefined {
-    if (this.reconciler.size === 0) return undefined;
-    const pending = this.reconciler.take(storageKey);
-    return pending.length > 0 ? pending : undefined;
-  }
-
-  restore(entries: PendingHits[]): void {
-    this.reconciler.restore(entries);
-  }
-
-  forget(storageKey: string): void {
-    this.reconciler.forget(storageKey);
-  }
-
-  /** Writes `pending` for a key, then decides it: one breaker call, two round trips. */
-  async writeThenConsume(
-    store: RedisStore,
-    pending: PendingHits[],
-    redisKey: string,
-    params: DecisionParams,
-  ): Promise<RedisDecision> {
-    await Promise.all(pending.map(entry => this.writeOne(store, entry)));
-    return store.consume(redisKey, params);
-  }
-
-  /** Writes every pending hit back, in batches; one run at a time. */
-  reconcile(store: RedisStore): Promise<void> {
-    this.reconciling ??= this.writeBack(store).finally(() => {
-      this.reconciling = undefined;
-    });
-    return this.reconciling;
-  }
-
-  /** Resolves once a reconciliation in progress has finished. */
-  async settled(): Promise<void> {
-    await this.reconciling;
-  }
-
-  private async writeBack(store: RedisStore): Promise<void> {
-    const entries = this.reconciler.drain();
-    const done: ReconciledEvent = { keys: 0, hits: 0, expired: 0 };
-    for (let i = 0; i < entries.length; i += RECONCILE_BATCH) {
-      const batch = entries.slice(i, i + RECONCILE_BATCH);
-      const outcomes = await Promise.allSettled(batch.map(entry => this.writeOne(store, entry)));
-      const failed: PendingHits[] = [];
-      let firstError: unknown;
-      outcomes.forEach((outcome, j) => {
-        const entry = batch[j] as PendingHits;
-        if (outcome.status === 'rejected') {
-          failed.push(entry);
-          firstError ??= outcome.reason;
-        } else if (outcome.value) {
-          done.keys++;
-          done.hits += entry.hits;
-        } else {
-          done.expired++;
-        }
-      });
-      if (failed.length > 0) {
-        // Redis went away again: keep the rest for the next recovery.
-        this.reconciler.restore([...failed, ...entries.slice(i + RECONCILE_BATCH)]);
-        this.rule.onStoreError(firstError);
-        break;
+    // Hits made locally while the call was out are not in Redis's answer yet.
+    const entry = this.pendingHits.get(storageKey);
+    const extra = entry === undefined ? 0 : entry.current.hits - entry.current.refunds;
+    if (entry !== undefined && extra !== 0) {
+      if (algorithm === 'fixed-window') {
+        state.a = Math.max(0, state.a + extra);
+        entry.windowStart = state.b;
+      } else if (algorithm === 'sliding-window') {
+        const current = localNow - (localNow % windowMs);
+        const [cur, prev] = byWindow(state.b, state.a, state.c, current, windowMs);
+        Object.assign(state, { a: Math.max(0, cur + extra), b: current, c: prev });
+      } else {
+        const debt = Math.max(state.a, localNow) + Math.ceil((extra * windowMs) / fallbackLimit);
+        state.a = Math.max(localNow, debt);
       }
     }
-    if (done.keys + done.expired > 0) {
-      this.rule.logger.info(
-        `resilient-rate-limit: '${this.rule.name}' wrote ${done.hits} hits for ${done.keys} keys admitted during the outage back to Redis (${done.expired} windows had already ended)`,
-      );
-      this.rule.onReconciled(done);
-    }
+    const params = { algorithm, limit: fallbackLimit, windowMs, cost: 0, now: localNow };
+    const exhausted = !decision.allowed || decision.remaining <= 0;
+    this.memory.mirror(storageKey, state, params, exhausted, observedAt);
   }
+}
 
-  private async writeOne(store: RedisStore, entry: PendingHits): Promise<boolean> {
-    const { algorithm, windowMs, clock, limit } = this.rule;
-    const now = clock.now();
-    const span = algorithm === 'sliding-window' ? 2 * windowMs : windowMs;
-    const liveUntil =
-      algorithm === 'token-bucket' ? entry.lastAt + windowMs : entry.windowStart + span;
-    if (now >= liveUntil) return false;
-    let start = entry.windowStart - this.skewMs;
-    if (algorithm === 'sliding-window') start = Math.round(start / windowMs) * windowMs;
-    const params = { algorithm, limit, windowMs, cost: 0, now };
-    return withTimeout(
-      store.reconcile(this.rule.redisKey(entry.storageKey), params, entry.hits, start),
-      RECONCILE_TIMEOUT_MS,
-    );
-  }
+const units = (tally: Tally): number => tally.hits + tally.refunds;
+
+// A (current, previous) pair stored for the window starting at `start`,
+// seen from the window starting at `current`.
+function byWindow(
+  start: number,
+  cur: number,
+  prev: number,
+  current: number,
+  windowMs: number,
+): [number, number] {
+  if (start === current) return [cur, prev];
+  if (start === current - windowMs) return [0, cur];
+  return [0, 0];
 }

@@ -7,7 +7,7 @@ import {
   releaseBreakers,
   type BreakerRegistry,
 } from './breaker-registry.js';
-import { checkCost, checkKey } from './arguments.js';
+import { checkCost, checkKey, checkLimit } from './arguments.js';
 import {
   RateLimitStoreError,
   isRateLimitCapacityError,
@@ -36,6 +36,14 @@ import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { BlockCache } from './block-cache.js';
 import { OutageContinuity, type ReconciledEvent } from './outage-continuity.js';
+import type { DroppedEvent } from './pending-hits.js';
+import { ResetLog } from './reset-log.js';
+import { outageBudget } from './outage-budget.js';
+import {
+  acquireInstanceRegistry,
+  releaseInstanceRegistry,
+  type InstanceRegistry,
+} from './instance-registry.js';
 import { isolateMetrics, type RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
@@ -51,9 +59,16 @@ export interface RateLimiterEvents {
   breakerClose: [];
   fallback: [FallbackEvent];
   storeError: [unknown];
-  /** Hits admitted by memory during an outage, written back to Redis after it. */
+  /** Hits admitted by memory during an outage, merged into Redis after it. */
   reconciled: [ReconciledEvent];
+  /** Outage hits dropped before Redis acknowledged them: the pending bound was reached. */
+  pendingDropped: [DroppedEvent];
 }
+
+/** How long one write-back call of outage hits may take (ms). */
+const WRITE_BACK_TIMEOUT_MS = 1000;
+/** How soon outage hits recorded while the breaker stayed closed are written back (ms). */
+const WRITE_BACK_DELAY_MS = 1000;
 
 // ioredis's wording for "not connected" names an option, not the problem.
 function describeFailure(reason: FallbackReason, error: unknown): string {
@@ -77,7 +92,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   readonly windowMs: number;
   readonly algorithm: AlgorithmName;
   readonly failClosed: boolean;
-  readonly fallbackLimit: number;
   readonly memory: MemoryStore;
   private readonly config: LimiterConfig;
   private readonly redisStore: RedisStore | undefined;
@@ -85,8 +99,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly disposers: Array<{ dispose(): void }> = [];
   private readonly continuity: OutageContinuity;
   private readonly blocks: BlockCache;
+  private readonly resets: ResetLog;
+  private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly metrics: RateLimitMetrics | undefined;
   private readonly hooks: HookRunner;
+  private readonly registry: { client: RedisClient; registry: InstanceRegistry } | undefined;
   private inOutage = false;
   private closed = false;
 
@@ -111,31 +128,42 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.windowMs = config.windowMs;
     this.algorithm = config.algorithm;
     this.failClosed = config.failClosed;
-    this.fallbackLimit = config.fallbackLimit;
     this.memory = config.memory ?? defaultMemoryStore();
     this.hooks = new HookRunner(error => this.reportHookError(error), config.logger);
     this.metrics = config.metrics && isolateMetrics(config.metrics, this.hooks);
+    this.resets = new ResetLog(Math.max(2 * config.timeoutMs, WRITE_BACK_TIMEOUT_MS) + 1000);
+    // A getter: with 'share' the budget follows the live instance count.
+    const budget = (): number => this.fallbackLimit;
     this.continuity = new OutageContinuity(
       {
         name: this.name,
         algorithm: this.algorithm,
-        limit: this.limit,
-        fallbackLimit: this.fallbackLimit,
+        get fallbackLimit() {
+          return budget();
+        },
         windowMs: this.windowMs,
+        failClosed: this.failClosed,
         clock: config.clock,
         logger: config.logger,
-        redisKey: storageKey => this.redisKey(storageKey),
         onReconciled: event => {
           this.emit('reconciled', event);
           this.metrics?.reconciled(this.name, event.hits);
         },
+        onDropped: event => {
+          config.logger.warn(
+            `resilient-rate-limit: '${this.name}' dropped ${event.hits} outage hits of ${event.keys} keys before Redis acknowledged them: more keys hold outage hits than memory.maxKeys`,
+          );
+          this.emit('pendingDropped', event);
+          this.metrics?.pendingDropped?.(this.name, event.hits);
+        },
         onStoreError: error => this.emit('storeError', error),
       },
       this.memory,
+      this.resets,
     );
     this.blocks = new BlockCache(this.memory.maxKeys);
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
-    if (config.fallbackLimit > config.limit) {
+    if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
@@ -154,6 +182,14 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       this.breakers = breakers;
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
       this.disposers.push({ dispose: () => releaseBreakers(client, config.breaker, breakers) });
+      if (config.fallbackLimit === 'share') {
+        const registry = acquireInstanceRegistry(client, config.prefix, {
+          horizonMs: config.instanceHorizonMs,
+          clock: config.redisTime === 'clock' ? config.clock : undefined,
+          logger: config.logger,
+        });
+        this.registry = { client, registry };
+      }
       this.disposers.push(
         breakers.subscribe({
           open: () => this.emit('breakerOpen'),
@@ -211,15 +247,37 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
   }
 
+  /**
+   * Cost units per key per window this instance admits from memory during an
+   * outage: `fallbackLimit`, or with `'share'` `ceil(limit / liveInstances)`.
+   */
+  get fallbackLimit(): number {
+    return outageBudget(this.limit, this.config.fallbackLimit, this.liveInstances ?? 1);
+  }
+
+  /**
+   * Live instances (this one included) seen in Redis at the last registry
+   * refresh; `undefined` unless `fallbackLimit` is `'share'` on Redis.
+   */
+  get liveInstances(): number | undefined {
+    return this.registry?.registry.liveInstances;
+  }
+
   /** The Redis breaker's state; `undefined` in memory-only mode. */
   get breakerState(): StoreBreaker['state'] | undefined {
     return this.breakers?.state;
   }
 
-  /** Counts `cost` units for `key` if they fit. A denied call counts nothing. */
-  consume(key: string, cost = 1): Promise<RateLimitResult> {
+  /**
+   * Counts `cost` units for `key` if they fit. A denied call counts nothing.
+   * `options.limit` judges the key's one counter against another limit for
+   * this call (plans, tenants); the result and headers show that limit.
+   * @throws RateLimitArgumentError (as a rejection) for an empty key, or a
+   *   cost or limit that is not a whole number with 1 <= cost <= limit.
+   */
+  consume(key: string, cost = 1, options?: { limit?: number }): Promise<RateLimitResult> {
     try {
-      const result = this.decide(key, cost);
+      const result = this.decide(key, cost, options?.limit);
       return result instanceof Promise ? result : Promise.resolve(result);
     } catch (error) {
       return Promise.reject(error);
@@ -232,8 +290,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * when it answers synchronously.
    * @internal
    */
-  decide(key: string, cost: number): RateLimitResult | Promise<RateLimitResult> {
-    const result = this.decideUnobserved(key, cost);
+  decide(key: string, cost: number, limit?: number): RateLimitResult | Promise<RateLimitResult> {
+    const result = this.decideUnobserved(key, cost, limit ?? this.limit);
     const metrics = this.metrics;
     if (metrics === undefined) return result;
     if (!(result instanceof Promise)) {
@@ -246,24 +304,29 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     });
   }
 
-  private decideUnobserved(key: string, cost: number): RateLimitResult | Promise<RateLimitResult> {
+  private decideUnobserved(
+    key: string,
+    cost: number,
+    limit: number,
+  ): RateLimitResult | Promise<RateLimitResult> {
     checkKey(key);
-    checkCost(cost, this.limit);
+    if (limit !== this.limit) checkLimit(limit);
+    checkCost(cost, limit);
     const storageKey = this.name + '|' + toStorageKey(key);
     if (this.redisStore === undefined || this.breakers === undefined) {
-      return this.decideInMemory(key, storageKey, cost, this.limit, this.config.clock.now());
+      return this.decideInMemory(key, storageKey, cost, limit, this.config.clock.now());
     }
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers.forKey(redisKey);
     const skip = breaker.skipReason();
-    if (skip) return this.fallBack(key, storageKey, cost, skip);
+    if (skip) return this.fallBack(key, storageKey, cost, limit, skip);
     // After the breaker check: during an outage the fallback decides (and
     // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
       const blocked = this.blocks.check(storageKey, key, cost, this.config.clock.now());
-      if (blocked) return blocked;
+      if (blocked && blocked.limit === limit) return blocked;
     }
-    return this.decideInRedis(this.redisStore, breaker, key, storageKey, redisKey, cost);
+    return this.decideInRedis(this.redisStore, breaker, key, storageKey, redisKey, cost, limit);
   }
 
   private async decideInRedis(
@@ -273,45 +336,99 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     storageKey: string,
     redisKey: string,
     cost: number,
+    limit: number,
   ): Promise<RateLimitResult> {
-    const params = this.params(this.limit, cost, this.config.clock.now());
     const started = this.metrics ? performance.now() : 0;
-    // Hits this key was given from memory during an outage go to Redis first,
-    // in the same breaker call, so recovery cannot admit past the limit.
-    const pending = this.continuity.take(storageKey);
+    const mark = this.resets.mark();
     let decision: RedisDecision;
     try {
-      decision = await breaker.execute(() =>
-        withTimeout(
-          pending
-            ? this.continuity.writeThenConsume(store, pending, redisKey, params)
-            : store.consume(redisKey, params),
-          this.config.timeoutMs,
-        ),
+      decision = await this.exchange(
+        store,
+        breaker,
+        storageKey,
+        redisKey,
+        this.params(limit, cost, 0),
+        this.config.timeoutMs,
       );
     } catch (error) {
-      if (pending) this.continuity.restore(pending);
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
-      return this.fallBack(key, storageKey, cost, this.reasonFor(error), error);
+      return this.fallBack(key, storageKey, cost, limit, this.reasonFor(error), error);
     }
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     this.inOutage = false;
-    if (this.failClosed) this.continuity.mirror(storageKey, decision);
-    const result = this.fromRedis(key, decision);
-    if (!result.allowed) this.blocks.remember(storageKey, result, cost, this.config.clock.now());
+    const result = this.fromRedis(key, decision, limit);
+    if (!result.allowed && !this.resets.since(storageKey, mark)) {
+      this.blocks.remember(storageKey, result, cost, this.config.clock.now());
+    }
     return result;
   }
 
   /**
-   * Writes the hits that memory admitted during the outage back to Redis.
-   * Runs by itself when the breaker closes; exposed so callers (and tests)
-   * can await it. Entries that fail stay queued for the next recovery.
+   * One Redis call for a key within `budgetMs`, carrying what this instance
+   * holds for the key (see OutageContinuity), after any call already carrying
+   * its outage hits has settled.
    */
-  reconcile(): Promise<void> {
-    return this.redisStore ? this.continuity.reconcile(this.redisStore) : Promise.resolve();
+  private async exchange(
+    store: RedisStore,
+    breaker: StoreBreaker,
+    storageKey: string,
+    redisKey: string,
+    call: DecisionParams,
+    budgetMs: number,
+  ): Promise<RedisDecision> {
+    const deadline = performance.now() + budgetMs;
+    for (let wait = this.continuity.inFlight(storageKey); wait;) {
+      await withTimeout(wait, Math.max(1, deadline - performance.now()));
+      wait = this.continuity.inFlight(storageKey);
+    }
+    const params = { ...call, now: this.config.clock.now() };
+    return this.continuity.exchange(storageKey, params.now, args =>
+      breaker.execute(() =>
+        withTimeout(
+          store.consume(redisKey, params, args),
+          Math.max(1, Math.round(deadline - performance.now())),
+        ),
+      ),
+    );
   }
 
-  /** Hits admitted during an outage and not yet written back to Redis. */
+  /**
+   * Merges the hits that memory admitted during an outage into Redis, for the
+   * keys not decided since. Runs by itself when the breaker closes; exposed
+   * so callers (and tests) can await it. What fails stays pending.
+   */
+  reconcile(): Promise<void> {
+    const store = this.redisStore;
+    const breakers = this.breakers;
+    if (!store || !breakers) return Promise.resolve();
+    return this.continuity.reconcile(storageKey => {
+      const redisKey = this.redisKey(storageKey);
+      const breaker = breakers.forKey(redisKey);
+      if (breaker.shouldSkip()) {
+        return Promise.reject(new RateLimitStoreError('the circuit breaker is open'));
+      }
+      const params = this.params(this.limit, 0, 0);
+      return this.exchange(store, breaker, storageKey, redisKey, params, WRITE_BACK_TIMEOUT_MS);
+    });
+  }
+
+  // Outage hits recorded while the breaker stayed closed (a lone timeout)
+  // have no breakerClose to write them back: a timer does.
+  private scheduleWriteBack(): void {
+    if (this.writeBackTimer !== undefined || this.closed) return;
+    this.writeBackTimer = setTimeout(() => {
+      this.writeBackTimer = undefined;
+      if (this.breakers?.state !== 'closed') return;
+      this.reconcile()
+        .then(() => {
+          if (this.continuity.pending > 0) this.scheduleWriteBack();
+        })
+        .catch(this.hooks.caught('scheduled write-back'));
+    }, WRITE_BACK_DELAY_MS);
+    this.writeBackTimer.unref?.();
+  }
+
+  /** Hits admitted during an outage and not yet acknowledged by Redis. */
   get pendingReconciliation(): number {
     return this.continuity.pending;
   }
@@ -320,17 +437,19 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async get(key: string): Promise<RateLimitResult | undefined> {
     checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
-    const now = this.config.clock.now();
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers?.forKey(redisKey);
     if (this.redisStore && breaker && !breaker.shouldSkip()) {
-      const store = this.redisStore;
-      const params = this.params(this.limit, 0, now);
       try {
-        const decision = await breaker.execute(() =>
-          withTimeout(store.get(redisKey, params), this.config.timeoutMs),
+        const decision = await this.exchange(
+          this.redisStore,
+          breaker,
+          storageKey,
+          redisKey,
+          this.params(this.limit, 0, 0),
+          this.config.timeoutMs,
         );
-        return decision && this.fromRedis(key, decision);
+        return decision.live ? this.fromRedis(key, decision, this.limit) : undefined;
       } catch (error) {
         if (!isBrokenCircuitError(error)) this.emit('storeError', error);
       }
@@ -341,12 +460,69 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   }
 
   /**
+   * Gives back `cost` units of `key` counted in its live window or bucket:
+   * never below zero, never into a window that has ended (login attempts
+   * that succeeded, work that was not done). In Redis it is one atomic call,
+   * merged with this instance's outage state like a decision; during an
+   * outage memory gives the units back and the refund reaches Redis with the
+   * key's other outage state, once. Other instances see it within 1 s.
+   * @throws RateLimitArgumentError for an empty key or a cost that is not a
+   *   positive whole number.
+   */
+  async refund(key: string, cost = 1): Promise<void> {
+    checkKey(key);
+    checkCost(cost, Number.MAX_SAFE_INTEGER);
+    const storageKey = this.name + '|' + toStorageKey(key);
+    const now = this.config.clock.now();
+    // Answers to calls already out describe the key before the refund.
+    this.resets.note(storageKey, now);
+    this.blocks.forget(storageKey);
+    const store = this.redisStore;
+    if (store === undefined || this.breakers === undefined) {
+      this.memory.refund(storageKey, this.params(this.limit, cost, now));
+      return;
+    }
+    const redisKey = this.redisKey(storageKey);
+    const breaker = this.breakers.forKey(redisKey);
+    if (!breaker.shouldSkip()) {
+      try {
+        const params = this.params(this.limit, -cost, 0);
+        const decision = await this.exchange(
+          store,
+          breaker,
+          storageKey,
+          redisKey,
+          params,
+          this.config.timeoutMs,
+        );
+        // An answer that holds no state is not mirrored: refund the view too.
+        if (!decision.live && this.failClosed) {
+          this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
+        }
+        return;
+      } catch (error) {
+        if (!isBrokenCircuitError(error)) this.emit('storeError', error);
+      }
+    }
+    // Fail-open rules keep no outage state: nothing to give back locally.
+    if (!this.failClosed) return;
+    // Only what memory gave back is owed to Redis: a refund of units this
+    // instance never saw counted is dropped (over-counting is the safe side).
+    const back = this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
+    if (back.units === 0) return;
+    this.continuity.record(storageKey, -back.units, back.resetAt, now);
+    this.scheduleWriteBack();
+  }
+
+  /**
    * Forgets `key` in memory and in Redis. Rejects with RateLimitStoreError if
    * Redis could not be reached: the memory counter is reset, Redis's is not.
    */
   async reset(key: string): Promise<void> {
     checkKey(key);
     const storageKey = this.name + '|' + toStorageKey(key);
+    const now = this.config.clock.now();
+    this.resets.note(storageKey, now);
     this.memory.reset(storageKey);
     this.continuity.forget(storageKey);
     this.blocks.forget(storageKey);
@@ -360,7 +536,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     const store = this.redisStore;
     try {
-      await breaker.execute(() => withTimeout(store.reset(redisKey), this.config.timeoutMs));
+      await breaker.execute(() =>
+        withTimeout(store.reset(redisKey, this.params(this.limit, 0, now)), this.config.timeoutMs),
+      );
     } catch (error) {
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });
     }
@@ -370,8 +548,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.writeBackTimer !== undefined) clearTimeout(this.writeBackTimer);
     await this.continuity.settled();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
+    if (this.registry) releaseInstanceRegistry(this.registry.client, this.registry.registry);
     // After the breakers: they hold listeners on this client.
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();
@@ -404,7 +584,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         key,
       };
     } catch (error) {
-      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key);
+      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key, limit);
       throw error;
     }
   }
@@ -413,6 +593,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     key: string,
     storageKey: string,
     cost: number,
+    limit: number,
     reason: FallbackReason,
     error?: unknown,
   ): RateLimitResult {
@@ -426,19 +607,32 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     // Per request during an outage: build the event only for a listener.
     if (this.listenerCount('fallback') > 0) this.emit('fallback', { source, key, reason });
-    if (!this.failClosed) return this.bypass(key);
+    if (!this.failClosed) return this.bypass(key, limit);
     const now = this.config.clock.now();
-    const result = this.decideInMemory(key, storageKey, cost, this.fallbackLimit, now);
-    if (result.allowed) this.continuity.record(storageKey, cost, result.resetAt, now);
+    const result = this.decideInMemory(key, storageKey, cost, this.fallbackFor(limit), now);
+    if (result.allowed) {
+      this.continuity.record(storageKey, cost, result.resetAt, now);
+      this.metrics?.outageAdmitted?.(this.name, cost);
+      if (reason !== 'breaker-open') this.scheduleWriteBack();
+    }
     return result;
   }
 
-  private bypass(key: string): RateLimitResult {
+  // The memory store's limit for a call judged against `limit`: the rule's
+  // fallbackLimit, and never more than that call's own limit.
+  private fallbackFor(limit: number): number {
+    if (limit === this.limit) return this.fallbackLimit;
+    const configured = this.config.fallbackLimit;
+    if (configured === 'share') return outageBudget(limit, configured, this.liveInstances ?? 1);
+    return Math.min(limit, this.fallbackLimit);
+  }
+
+  private bypass(key: string, limit = this.limit): RateLimitResult {
     const now = this.config.clock.now();
     return {
       allowed: true,
-      limit: this.limit,
-      remaining: this.limit,
+      limit,
+      remaining: limit,
       resetAt: now + this.windowMs,
       retryAfterMs: 0,
       source: 'bypass' satisfies DecisionSource,
@@ -448,11 +642,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   // Redis reports times on its own clock; shift them onto ours so resetAt and
   // the headers stay right when the app's clock is skewed.
-  private fromRedis(key: string, decision: RedisDecision): RateLimitResult {
+  private fromRedis(key: string, decision: RedisDecision, limit: number): RateLimitResult {
     const skew = this.config.clock.now() - decision.redisNow;
     return {
       allowed: decision.allowed,
-      limit: this.limit,
+      limit,
       remaining: Math.max(0, decision.remaining),
       resetAt: decision.resetAt + skew,
       retryAfterMs: decision.retryAfterMs,

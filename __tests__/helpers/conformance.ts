@@ -196,25 +196,33 @@ export async function playTable(
 // changing anything, and `admit` records an admission.
 
 export interface ReferenceModel {
-  allows(cost: number, now: number): boolean;
+  /** Whether `cost` units fit at `now`, judged against `limit` (default: the rule's). */
+  allows(cost: number, now: number, limit?: number): boolean;
   admit(cost: number, now: number): void;
+  /** Gives back `units` counted in the live window or bucket, never below zero. */
+  refund(units: number, now: number): void;
 }
 
 export function referenceModel(
   algorithm: AlgorithmName,
-  limit: number,
+  ruleLimit: number,
   windowMs: number,
 ): ReferenceModel {
   if (algorithm === 'fixed-window') {
-    // The window opens at the first hit and lasts windowMs (INCR + PEXPIRE).
+    // The window opens at the first hit and lasts windowMs (INCR + PEXPIRE),
+    // even when refunds bring its count back to 0.
     let open: { start: number; count: number } | undefined;
     const live = (now: number) => (open && now < open.start + windowMs ? open : undefined);
     return {
-      allows: (cost, now) => (live(now)?.count ?? 0) + cost <= limit,
+      allows: (cost, now, limit = ruleLimit) => (live(now)?.count ?? 0) + cost <= limit,
       admit(cost, now) {
         const current = live(now);
         if (current) current.count += cost;
         else open = { start: now, count: cost };
+      },
+      refund(units, now) {
+        const current = live(now);
+        if (current) current.count = Math.max(0, current.count - units);
       },
     };
   }
@@ -229,10 +237,15 @@ export function referenceModel(
       return (counts.get(index) ?? 0) + Math.ceil((previous * (windowMs - elapsed)) / windowMs);
     };
     return {
-      allows: (cost, now) => used(now) + cost <= limit,
+      allows: (cost, now, limit = ruleLimit) => used(now) + cost <= limit,
       admit(cost, now) {
         const index = Math.floor(now / windowMs);
         counts.set(index, (counts.get(index) ?? 0) + cost);
+      },
+      refund(units, now) {
+        // The current window only: the previous one has ended.
+        const index = Math.floor(now / windowMs);
+        counts.set(index, Math.max(0, (counts.get(index) ?? 0) - units));
       },
     };
   }
@@ -240,11 +253,14 @@ export function referenceModel(
   // arrival time (TAT) by windowMs/limit ms = windowMs units; a request is
   // admitted while the TAT it leads to is at most windowMs ahead of now.
   let tat = 0;
-  const after = (cost: number, now: number) => Math.max(tat, now * limit) + cost * windowMs;
+  const after = (cost: number, now: number) => Math.max(tat, now * ruleLimit) + cost * windowMs;
   return {
-    allows: (cost, now) => after(cost, now) - now * limit <= windowMs * limit,
+    allows: (cost, now) => after(cost, now) - now * ruleLimit <= windowMs * ruleLimit,
     admit(cost, now) {
       tat = after(cost, now);
+    },
+    refund(units, now) {
+      tat = Math.max(now * ruleLimit, tat - units * windowMs);
     },
   };
 }

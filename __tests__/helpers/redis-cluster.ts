@@ -57,8 +57,10 @@ function run(file: string, args: string[], timeoutMs: number): Promise<string> {
 }
 
 export interface RedisClusterOptions {
-  /** Number of master nodes (no replicas); default 3. */
+  /** Number of master nodes; default 3. */
   masters?: number;
+  /** Replicas per master (`--cluster-replicas`); default 0. */
+  replicas?: number;
   /**
    * cluster-node-timeout; default 2000. Also sets how long a restarted master
    * waits before reporting cluster_state:ok again (clamped to 500..5000 ms).
@@ -89,6 +91,9 @@ async function startNode(dir: string, nodeTimeoutMs: number): Promise<RedisProce
           String(nodeTimeoutMs),
           '--cluster-port',
           String(busPort),
+          // Replicas sync at once instead of after the default 5 s wait.
+          '--repl-diskless-sync-delay',
+          '0',
         ],
       });
     } catch (err) {
@@ -108,10 +113,13 @@ export class RedisCluster {
 
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
     const masters = options.masters ?? 3;
+    const replicas = options.replicas ?? 0;
     if (masters < 3) throw new Error('redis-cli --cluster create needs at least 3 masters');
     const dir = mkdtempSync(join(tmpdir(), 'rrl-cluster-'));
     const settled = await Promise.allSettled(
-      Array.from({ length: masters }, () => startNode(dir, options.nodeTimeoutMs ?? 2000)),
+      Array.from({ length: masters * (1 + replicas) }, () =>
+        startNode(dir, options.nodeTimeoutMs ?? 2000),
+      ),
     );
     const nodes = settled.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
     const cluster = new RedisCluster(nodes, dir);
@@ -125,12 +133,13 @@ export class RedisCluster {
           'create',
           ...nodes.map(n => `${n.host}:${n.port}`),
           '--cluster-replicas',
-          '0',
+          String(replicas),
           '--cluster-yes',
         ],
         20_000,
       );
       await cluster.waitUntilHealthy();
+      if (replicas > 0) await cluster.waitReplicasInSync();
       return cluster;
     } catch (err) {
       await cluster.stop();
@@ -171,6 +180,28 @@ export class RedisCluster {
     }
   }
 
+  /** Polls until every running replica has its master link up (initial sync done). */
+  async waitReplicasInSync(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const infos = await Promise.all(
+        this.nodes
+          .filter(n => n.isRunning && !n.isFrozen)
+          .map(n =>
+            n.command('INFO', 'replication').catch((err: Error) => `error: ${err.message}`),
+          ),
+      );
+      const syncing = infos.filter(
+        info => /^role:slave\r?$/m.test(info) && !/^master_link_status:up\r?$/m.test(info),
+      );
+      if (syncing.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`replicas not in sync after ${timeoutMs} ms:\n${syncing.join('\n---\n')}`);
+      }
+      await sleep(50);
+    }
+  }
+
   /** Owner of a slot according to the first reachable node's CLUSTER NODES. */
   async masterForSlot(slot: number): Promise<RedisProcess> {
     const table = await this.clusterNodes();
@@ -193,6 +224,21 @@ export class RedisCluster {
       return node;
     }
     throw new Error(`no master owns slot ${slot}:\n${table}`);
+  }
+
+  /** The node replicating `master`, according to CLUSTER NODES. */
+  async replicaOf(master: RedisProcess): Promise<RedisProcess> {
+    const masterId = (await master.command('CLUSTER', 'MYID')).trim();
+    const table = await this.clusterNodes();
+    for (const line of table.split('\n')) {
+      const fields = line.trim().split(' ');
+      const flags = (fields[2] ?? '').split(',');
+      if (!flags.includes('slave') || fields[3] !== masterId) continue;
+      const port = Number(/:(\d+)@/.exec(fields[1] ?? '')?.[1]);
+      const node = this.nodes.find(n => n.port === port);
+      if (node) return node;
+    }
+    throw new Error(`no replica of ${master.port} (${masterId}):\n${table}`);
   }
 
   async stop(): Promise<void> {

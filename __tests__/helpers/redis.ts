@@ -8,8 +8,8 @@ export function uniqueName(prefix = 'rule'): string {
   return `${prefix}-${process.pid}-${counter}`;
 }
 
-/** A client tuned as the README recommends: fail fast, never queue. */
-export function failFastClient(port: number, protocol: 2 | 3 = 3): Redis {
+/** A client tuned as the README recommends: fail fast, never queue. `extra` overrides. */
+export function failFastClient(port: number, protocol: 2 | 3 = 3, extra: RedisOptions = {}): Redis {
   const client = new Redis({
     host: '127.0.0.1',
     port,
@@ -21,6 +21,7 @@ export function failFastClient(port: number, protocol: 2 | 3 = 3): Redis {
     retryStrategy: () => 50,
     // A dead Redis never answers the graceful close; don't wait 2 s for it.
     ...({ disconnectTimeout: 100 } as RedisOptions),
+    ...extra,
   });
   client.on('error', () => undefined);
   return client;

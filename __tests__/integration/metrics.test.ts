@@ -1,7 +1,9 @@
 import * as promClient from 'prom-client';
 import { RateLimiter, createPrometheusMetrics } from '../../lib/index.js';
+import { findInstanceRegistry } from '../../lib/instance-registry.js';
 import { OutageFixture } from '../helpers/outage-fixture.js';
-import { recordingLogger, uniqueName } from '../helpers/redis.js';
+import { RedisProcess } from '../helpers/redis-process.js';
+import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
 
 /** Reads one sample's value from the registry's text exposition. */
 function sample(
@@ -139,6 +141,50 @@ describe('createPrometheusMetrics', () => {
     } finally {
       await limiter.close();
       await fixture.stop();
+    }
+  });
+
+  it('reports live instances, the outage budget and what the outage admitted against it', async () => {
+    const redis = await RedisProcess.start();
+    const clients = [failFastClient(redis.port), failFastClient(redis.port)];
+    await Promise.all(clients.map(ready));
+    const registry = new promClient.Registry();
+    const metrics = createPrometheusMetrics(promClient, { registry });
+    const name = uniqueName('budget');
+    const logger = recordingLogger();
+    const [limiter, peer] = clients.map(
+      client =>
+        new RateLimiter({
+          name,
+          limit: 30,
+          window: '1h',
+          redis: client,
+          fallbackLimit: 'share',
+          breaker: { threshold: 1, halfOpenAfter: 60_000 },
+          metrics,
+          logger,
+        }),
+    ) as [RateLimiter, RateLimiter];
+    try {
+      for (let round = 0; round < 2; round++) {
+        for (const client of clients) await findInstanceRegistry(client, 'rl:', 30_000)?.refresh();
+      }
+      let text = await registry.metrics();
+      expect(sample(text, 'rate_limit_live_instances', { rule: name })).toBe(2);
+      expect(sample(text, 'rate_limit_outage_budget', { rule: name })).toBe(15);
+      expect(sample(text, 'rate_limit_limit', { rule: name })).toBe(30);
+      expect(sample(text, 'rate_limit_outage_admitted_total', { rule: name })).toBeUndefined();
+
+      await redis.kill();
+      await limiter.consume('k', 2);
+      await limiter.consume('k');
+      text = await registry.metrics();
+      expect(sample(text, 'rate_limit_outage_admitted_total', { rule: name })).toBe(3);
+      expect(logger.warn).toHaveBeenCalledWith(expect.stringContaining('cannot decide in Redis'));
+    } finally {
+      await Promise.all([limiter.close(), peer.close()]);
+      for (const client of clients) client.disconnect();
+      await redis.stop();
     }
   });
 });

@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { RedisProcess } from '../helpers/redis-process.js';
 
 // The memory store sweeps expired entries on a timer that must never keep the
 // process alive. These tests run the BUILT package in a child `node` that uses
@@ -179,5 +180,35 @@ describe('a process using the built package', () => {
       EXIT_DEADLINE_MS,
     );
     expectCleanExit(outcome, /\/dist\/esm\/index\.js$/);
+  }, 15_000);
+
+  it("exits by itself with a fallbackLimit: 'share' limiter left open (the registry timer holds nothing)", async () => {
+    const redis = await RedisProcess.start();
+    try {
+      const script = `
+const { Redis } = require('ioredis');
+const { RateLimiter } = require('resilient-rate-limit');
+(async () => {
+  const client = new Redis({ host: '127.0.0.1', port: ${redis.port}, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  await new Promise(ready => client.once('ready', ready));
+  const silent = { warn() {}, info() {}, error() {} };
+  const limiter = new RateLimiter({ name: 'exit-share', limit: 30, window: '1h', redis: client, fallbackLimit: 'share', logger: silent });
+  const result = await limiter.consume('client');
+  // Replies come in order: the registry's first refresh, sent at construction, is done.
+  const registered = await client.zcard('rl:instances:30000ms');
+  console.log(JSON.stringify({ source: result.source, registered, live: limiter.liveInstances }));
+  client.disconnect(); // the limiter is not closed, on purpose
+})().catch(error => { console.error(error); process.exitCode = 1; });
+`;
+      const outcome = await runNode(['-e', script], EXIT_DEADLINE_MS);
+      expect({ timedOut: outcome.timedOut, stderr: outcome.stderr }).toEqual({
+        timedOut: false,
+        stderr: '',
+      });
+      expect(outcome.code).toBe(0);
+      expect(JSON.parse(outcome.stdout)).toEqual({ source: 'redis', registered: 1, live: 1 });
+    } finally {
+      await redis.stop();
+    }
   }, 15_000);
 });

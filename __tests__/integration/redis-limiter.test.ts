@@ -2,7 +2,9 @@ import express from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { RateLimiter, isRateLimitConfigError, rateLimit } from '../../lib/index.js';
-import { DECIDE_SHA } from '../../lib/stores/redis-scripts.js';
+import { DECIDE_SCRIPTS } from '../../lib/stores/redis-scripts.js';
+
+const DECIDE_SHA = DECIDE_SCRIPTS['fixed-window'].sha;
 import { freePort } from '../helpers/free-port.js';
 import { RedisProcess } from '../helpers/redis-process.js';
 import { ManualClock } from '../helpers/manual-clock.js';

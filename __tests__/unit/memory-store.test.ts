@@ -244,19 +244,19 @@ describe('MemoryStore', () => {
   describe('mirror', () => {
     it('sets the counter state of a key as Redis reported it', () => {
       const s = store();
-      s.mirror('k', { a: 4, b: T0, c: 0 }, at(T0), false);
+      s.mirror('k', { a: 4, b: T0, c: 0 }, at(T0), false, 0);
       expect(s.get('k', at(T0 + 1))).toMatchObject({
         allowed: true,
         remaining: 1,
         resetAt: T0 + WINDOW,
       });
-      s.mirror('k', { a: 5, b: T0, c: 0 }, at(T0 + 2), true);
+      s.mirror('k', { a: 5, b: T0, c: 0 }, at(T0 + 2), true, 0);
       expect(s.consume('k', at(T0 + 3))).toMatchObject({ allowed: false, remaining: 0 });
     });
 
     it('keeps warm copies from making a whenFull: reject store count as full', () => {
       const s = store({ maxKeys: 3, whenFull: 'reject' });
-      for (let i = 0; i < 3; i++) s.mirror(`warm-${i}`, { a: 1, b: T0, c: 0 }, at(T0), false);
+      for (let i = 0; i < 3; i++) s.mirror(`warm-${i}`, { a: 1, b: T0, c: 0 }, at(T0), false, T0);
       expect(s.tierSizes).toEqual({ warm: 3, open: 0, exhausted: 0 });
       // The outage starts: three new clients arrive.
       for (let i = 0; i < 3; i++) {
@@ -270,11 +270,11 @@ describe('MemoryStore', () => {
     it('evicts warm copies before keys counted here, and never a counted key to mirror', () => {
       const s = store({ maxKeys: 2 });
       s.consume('counted', at(T0));
-      s.mirror('warm', { a: 1, b: T0, c: 0 }, at(T0 + 1), false);
+      s.mirror('warm', { a: 1, b: T0, c: 0 }, at(T0 + 1), false, T0);
       s.consume('new', at(T0 + 2));
       expect(s.get('counted', at(T0 + 3))).toBeDefined();
       expect(s.get('warm', at(T0 + 3))).toBeUndefined();
-      s.mirror('warm-2', { a: 1, b: T0, c: 0 }, at(T0 + 4), false);
+      s.mirror('warm-2', { a: 1, b: T0, c: 0 }, at(T0 + 4), false, T0);
       expect(s.get('warm-2', at(T0 + 5))).toBeUndefined();
       expect(s.tierSizes).toEqual({ warm: 0, open: 2, exhausted: 0 });
     });
@@ -282,7 +282,7 @@ describe('MemoryStore', () => {
     it('never evicts an exhausted key to mirror another', () => {
       const s = store({ maxKeys: 1 });
       for (let i = 0; i < 5; i++) s.consume('blocked', at(T0));
-      s.mirror('new', { a: 1, b: T0, c: 0 }, at(T0), false);
+      s.mirror('new', { a: 1, b: T0, c: 0 }, at(T0), false, 0);
       expect(s.size).toBe(1);
       expect(s.get('new', at(T0))).toBeUndefined();
       expect(s.get('blocked', at(T0))).toMatchObject({ allowed: false });
@@ -290,7 +290,7 @@ describe('MemoryStore', () => {
 
     it('reports remaining 0, not below, for a mirrored count above a lower fallback limit', () => {
       const s = store();
-      s.mirror('k', { a: 10, b: T0, c: 0 }, at(T0, { limit: 10 }), true);
+      s.mirror('k', { a: 10, b: T0, c: 0 }, at(T0, { limit: 10 }), true, 0);
       const decision = s.consume('k', at(T0 + 1, { limit: 4 }));
       expect(decision.allowed).toBe(false);
       expect(decision.remaining).toBe(0);

@@ -46,6 +46,10 @@ describe('RateLimiter options', () => {
     ["algorithm 'leaky'", { algorithm: 'leaky' }, 'algorithm', 'got "leaky"'],
     ['fallbackLimit 0', { fallbackLimit: 0 }, 'fallbackLimit', 'got 0'],
     ['fallbackLimit 2.5', { fallbackLimit: 2.5 }, 'fallbackLimit', 'got 2.5'],
+    ["fallbackLimit 'half'", { fallbackLimit: 'half' }, 'fallbackLimit', 'got "half"'],
+    ['instanceHorizon 1999', { instanceHorizon: 1999 }, 'instanceHorizon', 'got 1999'],
+    ["instanceHorizon '1s'", { instanceHorizon: '1s' }, 'instanceHorizon', 'got "1s"'],
+    ["instanceHorizon 'soon'", { instanceHorizon: 'soon' }, 'instanceHorizon', 'got "soon"'],
     ["prefix with '{'", { prefix: 'rl:{' }, 'prefix', 'got "rl:{"'],
     ["prefix with '}'", { prefix: 'rl}:' }, 'prefix', 'got "rl}:"'],
     ['prefix 42', { prefix: 42 }, 'prefix', 'got 42'],
@@ -201,6 +205,7 @@ describe('parseLimiterOptions', () => {
       memory: undefined,
       ownsMemory: false,
       fallbackLimit: 5,
+      instanceHorizonMs: 30_000,
       prefix: 'rl:',
       redisTime: 'redis',
     });

@@ -7,6 +7,7 @@ export const VARIANTS = [
   'rrl-memory',
   'rrl-memory-noheaders',
   'rrl-redis',
+  'rrl-share-redis',
   'rrl-breaker-open',
   'erl-memory',
   'erl-redis',

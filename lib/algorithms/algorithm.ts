@@ -20,6 +20,12 @@ export interface Algorithm {
    * a denied request consumes nothing. `cost` 0 is a read (see `get()`).
    */
   decide(state: CounterState, limits: Limits, cost: number, now: number): Decision;
+  /**
+   * Gives back `units` counted in the live window or bucket at `now`: never
+   * below zero, never into a window that has ended. Mutates `state`;
+   * returns the whole units given back.
+   */
+  refund(state: CounterState, limits: Limits, units: number, now: number): number;
   /** Epoch ms after which `state` is equivalent to a fresh key and can be dropped. */
   expiresAt(state: CounterState, limits: Limits): number;
 }

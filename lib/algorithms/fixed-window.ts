@@ -17,7 +17,8 @@ export const fixedWindow: Algorithm = {
   decide(state: CounterState, { limit, windowMs }: Limits, cost: number, now: number): Decision {
     let count = state.a;
     let start = state.b;
-    if (count === 0 || now >= start + windowMs) {
+    // A window lives its whole length, even when refunds brought it to 0.
+    if (start === 0 || now >= start + windowMs) {
       count = 0;
       start = now;
     }
@@ -35,6 +36,12 @@ export const fixedWindow: Algorithm = {
     state.a = count + cost;
     state.b = start;
     return { allowed: true, remaining: limit - count - cost, resetAt, retryAfterMs: 0 };
+  },
+  refund(state: CounterState, { windowMs }: Limits, units: number, now: number): number {
+    if (now >= state.b + windowMs) return 0;
+    const back = Math.min(state.a, units);
+    state.a -= back;
+    return back;
   },
   expiresAt(state: CounterState, { windowMs }: Limits): number {
     return state.b + windowMs;

@@ -43,6 +43,14 @@ export const slidingWindow: Algorithm = {
     state.c = previous;
     return { allowed: true, remaining: limit - used - cost, resetAt, retryAfterMs: 0 };
   },
+  refund(state: CounterState, { windowMs }: Limits, units: number, now: number): number {
+    // Only the current window's count: the previous one has ended (its weight
+    // decays on its own), and a refund never reaches into an ended window.
+    if (state.b !== now - (now % windowMs)) return 0;
+    const back = Math.min(state.a, units);
+    state.a -= back;
+    return back;
+  },
   expiresAt(state: CounterState, { windowMs }: Limits): number {
     return state.b + 2 * windowMs;
   },

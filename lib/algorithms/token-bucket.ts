@@ -48,6 +48,15 @@ export const tokenBucket: Algorithm = {
       retryAfterMs: 0,
     };
   },
+  refund(state: CounterState, { limit, windowMs }: Limits, units: number, now: number): number {
+    // The debt ahead of now, in 1/limit ms, shrinks by `units` emission intervals.
+    const before = Math.max(0, (state.a - now) * limit + state.b);
+    const debt = Math.max(0, before - units * windowMs);
+    state.a = now + Math.floor(debt / limit);
+    state.b = debt % limit;
+    // A unit partly refilled already counts as given back whole.
+    return Math.ceil((before - debt) / windowMs);
+  },
   expiresAt(state: CounterState): number {
     return state.a + (state.b > 0 ? 1 : 0);
   },

@@ -34,6 +34,8 @@ class Entry implements CounterState {
   c = 0;
   expiresAt = 0;
   tier: Tier = 'open';
+  /** Epoch ms this instance last saw the key in Redis (the call's start); 0: never. */
+  observedAt = 0;
   prev: Entry | undefined = undefined;
   next: Entry | undefined = undefined;
   constructor(readonly key: string) {}
@@ -142,11 +144,18 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /**
-   * Sets the counter state of `key` outright, as seen elsewhere (Redis), so a
-   * later fallback continues from it. A warm copy only ever replaces another
-   * warm copy: it never evicts state counted here, nor an exhausted key.
+   * Sets the counter state of `key` outright, as seen in Redis by a call that
+   * started at `observedAt`, so a later fallback continues from it. A warm
+   * copy only ever replaces another warm copy: it never evicts state counted
+   * here, nor an exhausted key.
    */
-  mirror(key: string, state: CounterState, params: DecisionParams, exhausted: boolean): void {
+  mirror(
+    key: string,
+    state: CounterState,
+    params: DecisionParams,
+    exhausted: boolean,
+    observedAt: number,
+  ): void {
     let entry = this.lookup(key, params.now);
     if (entry === undefined) {
       if (this.size >= this.maxKeys && !this.evictOldest('warm')) return;
@@ -155,6 +164,7 @@ export class MemoryStore implements RateLimitStore {
     entry.a = state.a;
     entry.b = state.b;
     entry.c = state.c;
+    entry.observedAt = observedAt;
     entry.expiresAt = algorithms[params.algorithm].expiresAt(entry, params);
     this.file(entry, exhausted ? 'exhausted' : 'warm');
   }
@@ -164,6 +174,32 @@ export class MemoryStore implements RateLimitStore {
     const sizes = { warm: 0, open: 0, exhausted: 0 };
     for (const entry of this.entries.values()) sizes[entry.tier]++;
     return sizes;
+  }
+
+  /**
+   * The live state of `key` and when it was last seen in Redis, without
+   * touching its recency; `undefined` if it has none. Read-only by contract.
+   */
+  peek(key: string, now: number): Readonly<CounterState & { observedAt: number }> | undefined {
+    const entry = this.entries.get(key);
+    return entry !== undefined && entry.expiresAt > now ? entry : undefined;
+  }
+
+  /**
+   * Gives back `params.cost` units of `key` in its live window or bucket.
+   * Returns the units given back and when the window or bucket they were in
+   * frees capacity (epoch ms).
+   */
+  refund(key: string, params: DecisionParams): { units: number; resetAt: number } {
+    const entry = this.lookup(key, params.now);
+    if (entry === undefined) return { units: 0, resetAt: params.now };
+    const algorithm = algorithms[params.algorithm];
+    const units = algorithm.refund(entry, params, params.cost, params.now);
+    entry.expiresAt = algorithm.expiresAt(entry, params);
+    const decision = algorithm.decide(entry, params, 0, params.now);
+    // A refunded warm copy is still a copy of Redis's count.
+    this.file(entry, !decision.allowed ? 'exhausted' : entry.tier === 'warm' ? 'warm' : 'open');
+    return { units, resetAt: decision.resetAt };
   }
 
   reset(key: string): void {

@@ -1,247 +1,362 @@
 import { createHash } from 'node:crypto';
+import type { AlgorithmName } from '../types.js';
 
-// Shared by both scripts: the arguments every call carries (ARGV 1-4), the
-// time (Redis TIME unless the caller passed one) and the stored state.
+/*
+ * One decision script per algorithm family, sharing a prelude and an
+ * epilogue. Each mirrors lib/algorithms/*.ts line for line: the conformance
+ * suite runs the same hits through both stores and expects equal answers.
+ *
+ * KEYS[1]  the counter hash: fields a, b, c (see CounterState) and r, the
+ *          Redis time of the last reset (views taken before it are stale)
+ * ARGV[1]  limit            ARGV[2]  window ms
+ * ARGV[3]  now in ms, or '' to use Redis TIME
+ * ARGV[4]  cost (0 = read only; negative = refund that many units, then read)
+ * ARGV[5]  absent when the caller holds no state for the key; else how long ago
+ *          (ms, caller's clock) it last saw the key in Redis, or -1 if never.
+ *          Then ARGV[6..] carry that state, all times as ages so that no
+ *          clock skew estimate is needed (see each family below).
+ * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
+ *            1 if the key holds live state after the call }
+ *
+ * The merge is what keeps counts continuous across outages and Redis data
+ * loss: stored = max(0, max(stored, known) - refunded) + admitted, where
+ * `known` is the count the caller last saw in Redis, and `refunded` and
+ * `admitted` what it refunded and admitted from memory since (refunds first:
+ * they give back units counted before them, never hits made after them).
+ * `known` restores what Redis lost (restart, FLUSHDB, eviction, a failover to
+ * a replica that missed writes); max() keeps it from double-counting what
+ * Redis still has; `local` is added exactly once because the caller forgets
+ * it only after this script acknowledged it, and sends it from one call at a
+ * time per key.
+ */
 const PRELUDE = `
 local key = KEYS[1]
-local algo = ARGV[1]
-local limit = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local s = redis.call('HMGET', key, 'a', 'b', 'c')
+local cost = tonumber(ARGV[4])
+local s = redis.call('HMGET', key, 'a', 'b', 'c', 'r')
 local a = tonumber(s[1]) or 0
 local b = tonumber(s[2]) or 0
-local c = tonumber(s[3]) or 0`;
-
-/**
- * One script decides for every algorithm, so there is one SHA to load and one
- * round trip per decision. It mirrors lib/algorithms/*.ts line for line: the
- * conformance suite runs the same hits through both and expects equal answers.
- *
- * KEYS[1]  the counter hash (fields a, b, c: see CounterState)
- * ARGV     algorithm (f|s|t), limit, window ms, now in ms or '' to use
- *          Redis TIME, cost (0 = read only)
- * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
- *            1 if the key held live state before this call }
- */
-const DECIDE_SOURCE = `${PRELUDE}
-local cost = tonumber(ARGV[5])
--- Whether the stored state still counts, by the same expiry as the memory store.
+local c = tonumber(s[3]) or 0
+local r = tonumber(s[4]) or 0
 local live = 0
-if s[1] then
-  local until_ = b + window
-  if algo == 's' then
-    until_ = b + 2 * window
-  elseif algo == 't' then
-    until_ = a
-    if b > 0 then until_ = a + 1 end
-  end
-  if now < until_ then live = 1 end
+-- The caller's view is stale when the key was reset after it was taken.
+local viewed = ARGV[5] ~= nil
+local known = false
+if viewed then
+  local age = tonumber(ARGV[5])
+  known = age >= 0 and now - age >= r
 end
-local allowed = false
-local remaining, resetAt, retry, expiresAt
-local write = false
-
 -- A read (cost 0) answers for a request of one unit, without counting it.
 local units = math.max(cost, 1)
+local allowed = false
+local merged = false
+local refunded = false
+local remaining, resetAt, retry, expiresAt
 -- 'incr' when only the count moves within a window already stored, so the
 -- common hit costs one HINCRBY; 'set' rewrites the state and its expiry.
-local fresh = false
-if algo == 'f' then
-  if a == 0 or now >= b + window then
-    a = 0
-    b = now
-    fresh = true
-  end
-  resetAt = b + window
-  retry = 0
-  if a + units > limit then
-    remaining = math.max(0, limit - a)
-    retry = resetAt - now
-  elseif cost == 0 then
-    allowed = true
-    remaining = limit - a
-  else
-    a = a + cost
-    allowed = true
-    remaining = limit - a
-    write = fresh and 'set' or 'incr'
-  end
-  expiresAt = b + window
-elseif algo == 's' then
-  local start = now - (now % window)
-  local cur, prev = 0, 0
-  fresh = true
-  if b == start then
-    cur = a
-    prev = c
-    fresh = false
-  elseif b == start - window then
-    prev = a
-  end
-  local used = cur + math.ceil(prev * (window - (now - start)) / window)
-  resetAt = start + window
-  retry = 0
-  if used + units > limit then
-    remaining = math.max(0, limit - used)
-    local room = limit - cur - units
-    local at = nil
-    if room >= 0 and prev > 0 then
-      at = start + window - math.floor(room * window / prev)
-      if at <= now then at = nil end
-    end
-    if at then
-      retry = at - now
-    else
-      if cur > 0 then
-        at = start + 2 * window - math.floor((limit - units) * window / cur)
-      else
-        at = start + window
-      end
-      retry = math.max(1, math.max(at, start + window) - now)
-    end
-  elseif cost == 0 then
-    allowed = true
-    remaining = limit - used
-  else
-    a = cur + cost
-    b = start
-    c = prev
-    allowed = true
-    remaining = limit - used - cost
-    write = fresh and 'set' or 'incr'
-  end
-  expiresAt = b + 2 * window
-else
-  local tat, frac = a, b
-  if tat < now or (tat == now and frac == 0) then
-    tat = now
-    frac = 0
-  end
-  local capacity = window * limit
-  local prior = (tat - now) * limit + frac
-  local nextFrac = frac + units * window
-  local nextTat = tat + math.floor(nextFrac / limit)
-  nextFrac = nextFrac % limit
-  local backlog = (nextTat - now) * limit + nextFrac
-  retry = 0
-  if backlog > capacity then
-    local retryAt = nextTat - window + math.ceil(nextFrac / limit)
-    remaining = math.max(0, math.floor((capacity - prior) / window))
-    resetAt = retryAt
-    retry = retryAt - now
-  elseif cost == 0 then
-    allowed = true
-    remaining = math.floor((capacity - prior) / window)
-    resetAt = tat
-    if frac > 0 then resetAt = tat + 1 end
-  else
-    allowed = true
-    remaining = math.floor((capacity - backlog) / window)
-    a = nextTat
-    b = nextFrac
-    resetAt = a
-    if b > 0 then resetAt = a + 1 end
-    write = 'set'
-  end
-  expiresAt = a
-  if b > 0 then expiresAt = a + 1 end
-end
+local write = false`;
 
+const EPILOGUE = `
+if merged or refunded then write = 'set' end
 if write == 'incr' then
   redis.call('HINCRBY', key, 'a', cost)
 elseif write then
   redis.call('HSET', key, 'a', a, 'b', b, 'c', c)
+  -- A refund, like a reset, makes every view taken before it stale.
+  if refunded then
+    r = now
+    redis.call('HSET', key, 'r', r)
+  end
+  -- A reset marker must outlive every view that predates it.
+  if r > 0 then expiresAt = math.max(expiresAt, r + 2 * window) end
   -- A second of slack: the script decides from the stored times, so expiry
   -- is only clean-up and must not race a test clock that runs slow.
   redis.call('PEXPIRE', key, math.max(1, expiresAt - now) + 1000)
 end
+if merged or write then live = 1 end
 local ok = 0
 if allowed then ok = 1 end
-return { ok, remaining, resetAt, retry, now, a, b, c, live }
-`;
+return { ok, remaining, resetAt, retry, now, a, b, c, live }`;
 
-// Whitespace folded, so the SHA does not depend on indentation.
+/*
+ * Fixed window. State: a = count, b = window start (Redis ms).
+ * ARGV[6] the caller's count for its live window (seen in Redis, then local)
+ * ARGV[7] how long ago that window started (ms)
+ * ARGV[8], ARGV[9] units the caller admitted and refunded locally in it,
+ *                  unacknowledged
+ */
+const FIXED_WINDOW = `${PRELUDE}
+if s[1] and now < b + window then live = 1 end
+if viewed then
+  local count = tonumber(ARGV[6])
+  local start = now - tonumber(ARGV[7])
+  local mine, back = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local seen = 0
+  if known then seen = math.max(0, count - mine + back) end
+  -- A live window is restored even at count 0 (refunded): its start still counts.
+  if now < start + window and (seen > 0 or mine > 0 or back > 0 or live == 0) then
+    local base, start2 = seen, start
+    if live == 1 then
+      base = math.max(a, seen)
+      -- A window restored after data loss keeps its original start.
+      start2 = math.min(b, start)
+    end
+    local count2 = math.max(0, base - back) + mine
+    if count2 ~= a or start2 ~= b then
+      a = count2
+      b = start2
+      merged = true
+    end
+  end
+end
+if cost < 0 then
+  if b > 0 and now < b + window then
+    a = math.max(0, a + cost)
+    refunded = true
+  end
+  cost = 0
+  units = 1
+end
+local fresh = false
+-- A window lives its whole length, even when refunds brought it to 0.
+if b == 0 or now >= b + window then
+  a = 0
+  b = now
+  fresh = true
+end
+resetAt = b + window
+retry = 0
+if a + units > limit then
+  remaining = math.max(0, limit - a)
+  retry = resetAt - now
+elseif cost == 0 then
+  allowed = true
+  remaining = limit - a
+else
+  a = a + cost
+  allowed = true
+  remaining = limit - a
+  write = fresh and 'set' or 'incr'
+end
+expiresAt = b + window
+${EPILOGUE}`;
+
+/*
+ * Sliding window (aligned windows, weighted previous count).
+ * State: a = current count, b = current window start, c = previous count.
+ * ARGV[6], ARGV[7]   the caller's current and previous window counts (seen in
+ *                    Redis, then local), by window index relative to now
+ * ARGV[8], ARGV[9]   units the caller admitted locally in each, unacknowledged
+ * ARGV[10], ARGV[11] units it refunded locally in each, unacknowledged
+ */
+const SLIDING_WINDOW = `${PRELUDE}
+local start = now - (now % window)
+local cur, prev = 0, 0
+local fresh = true
+if b == start then
+  cur = a
+  prev = c
+  fresh = false
+elseif b == start - window then
+  prev = a
+end
+if s[1] and now < b + 2 * window then live = 1 end
+if viewed then
+  local mineCur, minePrev = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local backCur, backPrev = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local seenCur, seenPrev = 0, 0
+  if known then
+    seenCur = math.max(0, tonumber(ARGV[6]) - mineCur + backCur)
+    seenPrev = math.max(0, tonumber(ARGV[7]) - minePrev + backPrev)
+  end
+  local nextCur = math.max(0, math.max(cur, seenCur) - backCur) + mineCur
+  local nextPrev = math.max(0, math.max(prev, seenPrev) - backPrev) + minePrev
+  if nextCur ~= cur or nextPrev ~= prev then
+    cur = nextCur
+    prev = nextPrev
+    a = cur
+    b = start
+    c = prev
+    merged = true
+  end
+end
+if cost < 0 then
+  -- Only the current window's count: a refund never reaches an ended window.
+  if cur > 0 then
+    cur = math.max(0, cur + cost)
+    a = cur
+    b = start
+    c = prev
+    refunded = true
+  end
+  cost = 0
+  units = 1
+end
+local used = cur + math.ceil(prev * (window - (now - start)) / window)
+resetAt = start + window
+retry = 0
+if used + units > limit then
+  remaining = math.max(0, limit - used)
+  local room = limit - cur - units
+  local at = nil
+  if room >= 0 and prev > 0 then
+    at = start + window - math.floor(room * window / prev)
+    if at <= now then at = nil end
+  end
+  if at then
+    retry = at - now
+  else
+    if cur > 0 then
+      at = start + 2 * window - math.floor((limit - units) * window / cur)
+    else
+      at = start + window
+    end
+    retry = math.max(1, math.max(at, start + window) - now)
+  end
+elseif cost == 0 then
+  allowed = true
+  remaining = limit - used
+else
+  a = cur + cost
+  b = start
+  c = prev
+  allowed = true
+  remaining = limit - used - cost
+  write = fresh and 'set' or 'incr'
+end
+expiresAt = b + 2 * window
+${EPILOGUE}`;
+
+/*
+ * Token bucket as GCRA. State: a = TAT (Redis ms), b = remainder in 1/limit ms.
+ * ARGV[6] how far the caller's TAT lies ahead of its now (whole ms; <= 0: full)
+ * ARGV[7] the caller's remainder (1/limit ms)
+ * ARGV[8], ARGV[9] units the caller admitted and refunded locally,
+ *                  unacknowledged
+ * Debts are compared in 1/limit ms relative to now, which stays exact in a
+ * double for any window and limit a rule can have. An age reaches the script
+ * a transit time late, so a view reads up to that much too high: it restores
+ * a stored debt only when it exceeds it by more than one unit (a denial at
+ * the exact boundary is not worth a transit's error).
+ */
+const TOKEN_BUCKET = `${PRELUDE}
+if s[1] and (now < a or (now == a and b > 0)) then live = 1 end
+if viewed then
+  local ahead = math.max(0, tonumber(ARGV[6]) * limit + tonumber(ARGV[7]))
+  local back = tonumber(ARGV[9]) * window
+  if ahead > 0 or back > 0 then
+    -- Local hits count only for the part of the debt that has not refilled.
+    local mine = math.min(tonumber(ARGV[8]) * window, ahead)
+    local stored = 0
+    if live == 1 then stored = (a - now) * limit + b end
+    local seen = 0
+    if known then seen = math.max(0, ahead - mine + back) end
+    if live == 1 and seen <= stored + window then seen = 0 end
+    local debt = math.max(0, math.max(stored, seen) - back) + mine
+    if debt ~= stored then
+      a = now + math.floor(debt / limit)
+      b = debt % limit
+      merged = true
+    end
+  end
+end
+if cost < 0 then
+  if live == 1 or merged then
+    local debt = math.max(0, (a - now) * limit + b + cost * window)
+    a = now + math.floor(debt / limit)
+    b = debt % limit
+    refunded = true
+  end
+  cost = 0
+  units = 1
+end
+local tat, frac = a, b
+if tat < now or (tat == now and frac == 0) then
+  tat = now
+  frac = 0
+end
+local capacity = window * limit
+local prior = (tat - now) * limit + frac
+local nextFrac = frac + units * window
+local nextTat = tat + math.floor(nextFrac / limit)
+nextFrac = nextFrac % limit
+local backlog = (nextTat - now) * limit + nextFrac
+retry = 0
+if backlog > capacity then
+  local retryAt = nextTat - window + math.ceil(nextFrac / limit)
+  remaining = math.max(0, math.floor((capacity - prior) / window))
+  resetAt = retryAt
+  retry = retryAt - now
+elseif cost == 0 then
+  allowed = true
+  remaining = math.floor((capacity - prior) / window)
+  resetAt = tat
+  if frac > 0 then resetAt = tat + 1 end
+else
+  allowed = true
+  remaining = math.floor((capacity - backlog) / window)
+  a = nextTat
+  b = nextFrac
+  resetAt = a
+  if b > 0 then resetAt = a + 1 end
+  write = 'set'
+end
+expiresAt = a
+if b > 0 then expiresAt = a + 1 end
+${EPILOGUE}`;
+
+/**
+ * Forgets a key and leaves a reset marker (field r, Redis time) that outlives
+ * every view of the key an instance may still hold, so no instance restores
+ * the count it saw before the reset.
+ *
+ * KEYS[1] the counter hash; ARGV[1] window ms; ARGV[2] now in ms or ''.
+ */
+const RESET = `
+local key = KEYS[1]
+local window = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+redis.call('DEL', key)
+redis.call('HSET', key, 'r', now)
+redis.call('PEXPIRE', key, 2 * window + 1000)
+return 1`;
+
+// Whitespace folded, so the SHA does not depend on indentation; comments
+// dropped, so editing one does not change what Redis caches.
 function fold(source: string): string {
   return source
     .split('\n')
     .map(line => line.trim())
-    .filter(line => line !== '')
+    .filter(line => line !== '' && !line.startsWith('--'))
     .join('\n');
 }
 
-export const DECIDE_SCRIPT = fold(DECIDE_SOURCE);
+/** A script's text and the SHA1 that EVALSHA names it by. */
+export type Script = { readonly source: string; readonly sha: string };
 
-export const DECIDE_SHA = createHash('sha1').update(DECIDE_SCRIPT).digest('hex');
+function script(source: string): Script {
+  const folded = fold(source);
+  return { source: folded, sha: createHash('sha1').update(folded).digest('hex') };
+}
 
-/**
- * Adds hits that the memory store admitted during an outage to the Redis
- * counter, without a limit check (they already happened), and only while the
- * window they were counted in is still live.
- *
- * KEYS[1]  the counter hash
- * ARGV     algorithm (f|s|t), limit, window ms, now or '', hits, start of
- *          the window the hits were counted in (Redis time; fixed and sliding)
- * Returns  1 if the hits were added, 0 if their window had passed
- */
-const RECONCILE_SOURCE = `${PRELUDE}
-local hits = tonumber(ARGV[5])
-local hitsStart = tonumber(ARGV[6])
-local expiresAt
-if algo == 'f' then
-  if a > 0 and now < b + window then
-    a = a + hits
-  elseif now < hitsStart + window then
-    a = hits
-    b = hitsStart
-  else
-    return 0
-  end
-  expiresAt = b + window
-elseif algo == 's' then
-  local start = now - (now % window)
-  local cur, prev = 0, 0
-  if b == start then
-    cur = a
-    prev = c
-  elseif b == start - window then
-    prev = a
-  end
-  if hitsStart == start then
-    cur = cur + hits
-  elseif hitsStart == start - window then
-    prev = prev + hits
-  else
-    return 0
-  end
-  a = cur
-  b = start
-  c = prev
-  expiresAt = b + 2 * window
-else
-  if a < now or (a == now and b == 0) then
-    a = now
-    b = 0
-  end
-  b = b + hits * window
-  a = a + math.floor(b / limit)
-  b = b % limit
-  expiresAt = a + 1
-end
-redis.call('HSET', key, 'a', a, 'b', b, 'c', c)
-redis.call('PEXPIRE', key, math.max(1, expiresAt - now) + 1000)
-return 1
-`;
+/** The decision script of each algorithm. */
+export const DECIDE_SCRIPTS: Readonly<Record<AlgorithmName, Script>> = {
+  'fixed-window': script(FIXED_WINDOW),
+  'sliding-window': script(SLIDING_WINDOW),
+  'token-bucket': script(TOKEN_BUCKET),
+};
 
-export const RECONCILE_SCRIPT = fold(RECONCILE_SOURCE);
-export const RECONCILE_SHA = createHash('sha1').update(RECONCILE_SCRIPT).digest('hex');
+export const RESET_SCRIPT = script(RESET);
 
-export const ALGORITHM_CODES = {
-  'fixed-window': 'f',
-  'sliding-window': 's',
-  'token-bucket': 't',
-} as const;
+/** Every script, for loading on each `ready`. */
+export const ALL_SCRIPTS: readonly Script[] = [...Object.values(DECIDE_SCRIPTS), RESET_SCRIPT];

@@ -2,16 +2,15 @@ import type { CounterState } from '../algorithms/index.js';
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../options.js';
 import type { Decision, DecisionParams } from '../types.js';
-import {
-  ALGORITHM_CODES,
-  DECIDE_SCRIPT,
-  DECIDE_SHA,
-  RECONCILE_SCRIPT,
-  RECONCILE_SHA,
-} from './redis-scripts.js';
+import { ALL_SCRIPTS, DECIDE_SCRIPTS, RESET_SCRIPT, type Script } from './redis-scripts.js';
 
 /** A Redis answer: the decision, Redis's own clock, and the counter state it left. */
-export type RedisDecision = Decision & { redisNow: number; state: CounterState };
+export type RedisDecision = Decision & {
+  redisNow: number;
+  state: CounterState;
+  /** The key held live state (or had it restored) when the script ran. */
+  live: boolean;
+};
 
 type Reply = [number, number, number, number, number, number, number, number, number];
 
@@ -29,66 +28,57 @@ export class RedisStore {
     preloadScript(client);
   }
 
-  async consume(redisKey: string, params: DecisionParams): Promise<RedisDecision> {
-    return toDecision(await this.run(redisKey, params, params.cost));
-  }
-
-  async get(redisKey: string, params: DecisionParams): Promise<RedisDecision | undefined> {
-    const reply = await this.run(redisKey, params, 0);
-    return Number(reply[8]) === 1 ? toDecision(reply) : undefined;
-  }
-
-  async reset(redisKey: string): Promise<void> {
-    await this.client.del(redisKey);
-  }
-
   /**
-   * Adds `hits` admitted elsewhere (the memory store, during an outage) if the
-   * window starting at `hitsStart` (Redis time) is still live. True if added.
+   * Decides `params.cost` units for the key, first merging `continuity` (what
+   * this instance holds for it; see OutageContinuity) in the same script.
    */
-  async reconcile(
+  async consume(
     redisKey: string,
     params: DecisionParams,
-    hits: number,
-    hitsStart: number,
-  ): Promise<boolean> {
-    const args = this.commonArgs(params);
-    args.push(hits, hitsStart);
-    return Number(await this.evalCached(RECONCILE_SHA, RECONCILE_SCRIPT, redisKey, args)) === 1;
+    continuity?: readonly number[],
+  ): Promise<RedisDecision> {
+    return toDecision(await this.run(redisKey, params, continuity));
   }
 
-  private run(redisKey: string, params: DecisionParams, cost: number): Promise<Reply> {
-    const args = this.commonArgs(params);
-    args.push(cost);
-    return this.evalCached(DECIDE_SHA, DECIDE_SCRIPT, redisKey, args) as Promise<Reply>;
+  /** Forgets the key, leaving a reset marker (see RESET in redis-scripts.ts). */
+  async reset(redisKey: string, params: DecisionParams): Promise<void> {
+    await this.evalCached(RESET_SCRIPT, redisKey, [params.windowMs, this.time(params)]);
   }
 
-  // ARGV 1-4 of both scripts (see PRELUDE in redis-scripts.ts).
-  private commonArgs(params: DecisionParams): (string | number)[] {
-    return [
-      ALGORITHM_CODES[params.algorithm],
+  private run(
+    redisKey: string,
+    params: DecisionParams,
+    continuity: readonly number[] | undefined,
+  ): Promise<Reply> {
+    const args: (string | number)[] = [
       params.limit,
       params.windowMs,
-      this.useParamsTime ? params.now : '',
+      this.time(params),
+      params.cost,
     ];
+    if (continuity !== undefined) args.push(...continuity);
+    return this.evalCached(DECIDE_SCRIPTS[params.algorithm], redisKey, args) as Promise<Reply>;
+  }
+
+  private time(params: DecisionParams): number | string {
+    return this.useParamsTime ? params.now : '';
   }
 
   private evalCached(
-    sha: string,
-    script: string,
+    script: Script,
     redisKey: string,
     args: (string | number)[],
   ): Promise<unknown> {
-    return this.client.evalsha(sha, 1, redisKey, ...args).catch((error: unknown) => {
+    return this.client.evalsha(script.sha, 1, redisKey, ...args).catch((error: unknown) => {
       if (!isNoScript(error)) throw error;
-      return this.client.eval(script, 1, redisKey, ...args);
+      return this.client.eval(script.source, 1, redisKey, ...args);
     });
   }
 }
 
 const preloaded = new WeakSet<object>();
 
-// Loads the script whenever a connection becomes ready (first connect, and
+// Loads the scripts whenever a connection becomes ready (first connect, and
 // after a restart emptied the script cache), so the first decision, and the
 // half-open probe after an outage, is one EVALSHA round trip rather than
 // EVALSHA + EVAL, which could overrun the timeout. On a Cluster, on every
@@ -96,9 +86,10 @@ const preloaded = new WeakSet<object>();
 function preloadScript(client: RedisClient): void {
   if (preloaded.has(client)) return;
   preloaded.add(client);
-  // The reconcile script is rare: it loads through NOSCRIPT when first used.
   const load = (connection: Redis): void => {
-    connection.script('LOAD', DECIDE_SCRIPT).catch(() => undefined);
+    for (const script of ALL_SCRIPTS) {
+      connection.script('LOAD', script.source).catch(() => undefined);
+    }
   };
   const loadWhenReady = (connection: Redis): void => {
     if (connection.status === 'ready') load(connection);
@@ -131,5 +122,6 @@ function toDecision(reply: Reply): RedisDecision {
     retryAfterMs: Number(reply[3]),
     redisNow: Number(reply[4]),
     state: { a: Number(reply[5]), b: Number(reply[6]), c: Number(reply[7]) },
+    live: Number(reply[8]) === 1,
   };
 }
