@@ -1,7 +1,12 @@
 import express from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { RateLimiter, isRateLimitConfigError, rateLimit } from '../../lib/index.js';
+import {
+  RateLimiter,
+  isRateLimitConfigError,
+  rateLimit,
+  type RateLimiterOptions,
+} from '../../lib/index.js';
 import { DECIDE_SCRIPTS } from '../../lib/stores/redis-scripts.js';
 
 const DECIDE_SHA = DECIDE_SCRIPTS['fixed-window'].sha;
@@ -308,7 +313,11 @@ describe('RateLimiter block cache bound', () => {
     boundClient.disconnect();
   });
 
-  function clocked(name: string, clock: ManualClock): RateLimiter {
+  function clocked(
+    name: string,
+    clock: ManualClock,
+    options: Partial<RateLimiterOptions> = {},
+  ): RateLimiter {
     return new RateLimiter({
       name,
       limit: 1,
@@ -316,12 +325,15 @@ describe('RateLimiter block cache bound', () => {
       redis: boundClient,
       clock,
       logger: recordingLogger(),
+      ...options,
     });
   }
 
   it('replays a denial for at most 1 s, so a key Redis lost is admitted again within it', async () => {
     const clock = new ManualClock(Date.now());
-    const rl = clocked(uniqueName('lost'), clock);
+    // Fail-open: this instance keeps no copy of the count that would restore
+    // the lost key; the bound alone must end the replayed denial.
+    const rl = clocked(uniqueName('lost'), clock, { failClosed: false });
     try {
       await rl.consume('alice');
       expect(await rl.consume('alice')).toMatchObject({ allowed: false, source: 'redis' });
