@@ -138,15 +138,14 @@ async function measure(c) {
   return row;
 }
 
-/** Fake req/res for the middleware: a fresh response each call. */
+/**
+ * Fake req/res for the middleware. `req` is a fresh object on every access,
+ * as every HTTP request is: the middleware counts a request object once
+ * (ERR_RRL_DOUBLE_COUNT), so a reused one would measure the shortcut.
+ */
 function fakeHttp() {
-  const req = {
-    ip: '127.0.0.1',
-    socket: { remoteAddress: '127.0.0.1' },
-    headers: {},
-    method: 'GET',
-    url: '/',
-  };
+  const socket = { remoteAddress: '127.0.0.1' };
+  const fresh = () => ({ ip: '127.0.0.1', socket, headers: {}, method: 'GET', url: '/' });
   const res = {
     headersSent: false,
     statusCode: 200,
@@ -163,7 +162,12 @@ function fakeHttp() {
     },
     end() {},
   };
-  return { req, res };
+  return {
+    get req() {
+      return fresh();
+    },
+    res,
+  };
 }
 
 /** @param {string} prefix @param {number} n */

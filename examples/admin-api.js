@@ -21,7 +21,7 @@ const { MemoryStore, rateLimit } = require('resilient-rate-limit');
 /**
  * @typedef {import('resilient-rate-limit').Logger} Logger
  * @typedef {import('resilient-rate-limit').BreakerOptions} BreakerOptions
- * @typedef {import('resilient-rate-limit').RateLimitMiddleware<import('express').Request>} Limiter
+ * @typedef {import('resilient-rate-limit').RateLimitMiddleware} Limiter
  *
  * @typedef {object} AdminApiOptions
  * @property {string} [redis] A redis:// URL; absent: memory-only.

@@ -1,11 +1,13 @@
 // @ts-check
 // `npm run demo`: the admin API from ./admin-api.js, driven by a script.
 //
-// Act 1 (memory-only) pushes each route past its limit and tabulates what came
-// back. Act 2 (when redis-server is on the PATH) starts a private Redis, sends
-// 20 requests a second while Redis is SIGKILLed and restarted, and prints one
-// row per second: which store decided, which statuses went out, how slow the
-// slowest request was. The process exits on its own when done.
+// Act 1 (when redis-server is on the PATH) starts a private Redis, sends 20
+// requests a second while Redis is SIGKILLed and restarted, and prints one row
+// per second: which store decided, which statuses went out, how slow the
+// slowest request was. It comes first because it is the point of the
+// package: no 5xx, and a quota used up in Redis stays used up. Act 2
+// (memory-only) pushes each route past its limit and tabulates what came
+// back. Every line fits 80 columns. The process exits on its own when done.
 'use strict';
 
 const { spawn } = require('node:child_process');
@@ -38,7 +40,7 @@ const ROUTES = [
   },
   {
     id: 'bots',
-    name: 'bot actions',
+    name: 'bots',
     method: 'POST',
     route: 'POST /bots/:id/actions',
     limit: '20/hour',
@@ -56,7 +58,7 @@ const ROUTES = [
   },
   {
     id: 'api',
-    name: 'general API',
+    name: 'api',
     method: 'GET',
     route: 'GET /api/*',
     limit: '100/min',
@@ -152,6 +154,30 @@ const statusClass = status =>
   status >= 200 && status < 300 ? '2xx' : status === 429 ? '429' : '5xx';
 /** @param {string} message */
 const stripPrefix = message => message.replace(/^resilient-rate-limit: /, '');
+const WIDTH = 80;
+
+/**
+ * Prints `text` wrapped to 80 columns, every line after the first indented
+ * like the first.
+ * @param {string} indent
+ * @param {string} text
+ */
+function printWrapped(indent, text) {
+  const lines = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && indent.length + line.length + 1 + word.length > WIDTH) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== '') lines.push(line);
+  for (const [i, text] of lines.entries()) {
+    console.log((i === 0 ? indent : ' '.repeat(indent.length)) + text);
+  }
+}
 
 /**
  * A logger for the limiters that prints each line indented and tagged, so
@@ -161,15 +187,15 @@ const stripPrefix = message => message.replace(/^resilient-rate-limit: /, '');
 function printingLogger() {
   /** @param {string} level */
   const line = level => (/** @type {string} */ message) =>
-    console.log(`    [library ${level}] ${stripPrefix(message)}`);
+    printWrapped(`    [library ${level}] `, stripPrefix(message));
   return { warn: line('warn'), error: line('error'), info: line('info') };
 }
 
 // ---------------------------------------------------------------------------
-// Act 1: memory-only
+// Act 2: memory-only
 
-async function actOne() {
-  console.log('Act 1: memory-only (no Redis). One API key drives each route past its limit.');
+async function memoryOnlyAct() {
+  console.log('Act 2: memory-only (no Redis). One API key drives each route past its limit.');
   console.log('');
   const api = createAdminApi({ logger: printingLogger() });
   const { server, port } = await listen(api.app);
@@ -198,14 +224,13 @@ async function actOne() {
 
   const header = [
     left('route', 27),
-    left('name', 12),
-    left('limit', 8),
-    left('mode', 12),
-    right('requests', 8),
-    right('2xx', 5),
-    right('429', 5),
-    right('5xx', 5),
-    '  X-RateLimit-Source',
+    left('limit', 7),
+    left('outage', 6),
+    right('sent', 4),
+    right('2xx', 4),
+    right('429', 4),
+    right('5xx', 4),
+    ' source',
   ].join(' ');
   console.log('  ' + header);
   console.log('  ' + '-'.repeat(header.length));
@@ -214,17 +239,17 @@ async function actOne() {
       '  ' +
         [
           left(route.route, 27),
-          left(route.name, 12),
-          left(route.limit, 8),
-          left(route.failClosed ? 'fail-closed' : 'fail-open', 12),
-          right(requests, 8),
-          right(counts['2xx'], 5),
-          right(counts[429], 5),
-          right(counts['5xx'], 5),
-          '  ' + sources,
+          left(route.limit, 7),
+          left(route.failClosed ? 'memory' : 'bypass', 6),
+          right(requests, 4),
+          right(counts['2xx'], 4),
+          right(counts[429], 4),
+          right(counts['5xx'], 4),
+          ' ' + sources,
         ].join(' '),
     );
   }
+  console.log('  outage: what the route does while Redis is out (memory store or let through).');
   console.log('');
   return rows.reduce((sum, row) => sum + row.counts['5xx'], 0);
 }
@@ -342,23 +367,27 @@ class RedisChild {
 }
 
 // ---------------------------------------------------------------------------
-// Act 2: Redis killed and restarted under load
+// Act 1: Redis killed and restarted under load
 
 /** @returns {{ sources: Record<string, number>, '2xx': number, 429: number, '5xx': number }} */
 const emptyCell = () => ({ sources: {}, '2xx': 0, 429: 0, '5xx': 0 });
 
-/** @param {ReturnType<typeof emptyCell>} cell */
+const CELL = 12;
+
+/**
+ * "m1 r3  3/1": 1 request decided by memory and 3 by Redis; 3 got 2xx, 1 got
+ * 429. `x` counts requests that got no HTTP response at all.
+ * @param {ReturnType<typeof emptyCell>} cell
+ */
 function formatCell(cell) {
   const entries = Object.entries(cell.sources).filter(([, n]) => n > 0);
-  const source =
-    entries.length === 1
-      ? `${entries[0]?.[0]} ${entries[0]?.[1]}`
-      : entries.map(([name, n]) => `${name[0]}${n}`).join(' ');
-  return left(source, 10) + right(`${cell['2xx']}/${cell[429]}`, 6);
+  const source = entries.map(([name, n]) => `${name === 'no response' ? 'x' : name[0]}${n}`);
+  const counts = `${cell['2xx']}/${cell[429]}`;
+  return left(source.join(' '), CELL - counts.length - 1) + ' ' + counts;
 }
 
 /** @param {string} redisBin */
-async function actTwo(redisBin) {
+async function outageAct(redisBin) {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rrl-demo-'));
   const redis = new RedisChild(redisBin, port, dir);
@@ -415,32 +444,34 @@ async function actTwo(redisBin) {
     if (!warm) throw new Error('the limiters never reached Redis during warm-up');
     events.length = 0;
 
-    console.log(
-      `Act 2: Redis outage. redis-server on 127.0.0.1:${port} (private, no persistence), ` +
-        `SIGKILLed at ${KILL_AT_S} s, restarted at ${RESTART_AT_S} s.`,
-    );
-    console.log(
-      `  20 requests/s: per second 1 tenant creation, 4 bot actions, 3 credential updates, 12 API calls;`,
-    );
-    console.log(
-      `  breaker opens after ${BREAKER.threshold} consecutive failures and probes after ${BREAKER.halfOpenAfter} ms; ` +
-        `Redis timeout ${TIMEOUT_MS} ms.`,
-    );
-    console.log(
-      '  Cell: who decided (r/m/b = redis/memory/bypass when mixed), then 2xx/429 responses.',
-    );
-    console.log(
-      '  Events: KILL/RESTART redis-server; breaker OPEN, HALF (half-open probe), CLOSE. ' +
-        'Indented lines: the library log.',
+    printWrapped(
+      '',
+      `Act 1: a Redis outage under traffic. A private redis-server (127.0.0.1:${port}) ` +
+        `is SIGKILLed at ${KILL_AT_S} s and restarted at ${RESTART_AT_S} s while 20 requests/s ` +
+        'reach the admin API. Watch for: no 5xx, and tenant admins who used up their ' +
+        '3 creations in Redis staying limited while memory decides.',
     );
     console.log('');
-    const head1 = [left('', 4), left('', 18), ...ROUTES.map(r => left(r.name, 17))].join(' ');
+    console.log('  Legend: a cell is one route in one second, e.g. "m1 r3  3/1": 1 request');
+    console.log('  decided by memory, 3 by Redis (b = bypass); 3 got 2xx, 1 got 429.');
+    console.log('  Under each route: its limit and what it does while Redis is out (mem =');
+    console.log('  limit from memory, byp = let through). Events: KILL/START redis-server;');
+    console.log('  breaker OPEN, HALF (probe), CLOSE.');
+    console.log('  Indented lines: the library log.');
+    console.log('');
+    const head1 = [
+      left('', 3),
+      left('', 10),
+      ...ROUTES.map(r => left(r.name, CELL)),
+      right('', 3),
+      right('max', 6),
+    ].join(' ');
     const head2 = [
-      right('sec', 4),
-      left('event', 18),
-      ...ROUTES.map(r => left(`${r.limit} ${r.failClosed ? 'closed' : 'open'}`, 17)),
-      right('5xx', 4),
-      right('max ms', 7),
+      right('sec', 3),
+      left('event', 10),
+      ...ROUTES.map(r => left(`${r.limit} ${r.failClosed ? 'mem' : 'byp'}`, CELL)),
+      right('5xx', 3),
+      right('ms', 6),
     ].join(' ');
     console.log(('  ' + head1).trimEnd());
     console.log('  ' + head2);
@@ -473,15 +504,15 @@ async function actTwo(redisBin) {
       console.log(
         '  ' +
           [
-            right(sec, 4),
-            left(markers.join(' '), 18),
-            ...ROUTES.map(r => left(formatCell(row.cells[r.id] ?? emptyCell()), 17)),
-            right(fiveXx, 4),
-            right(row.maxMs.toFixed(1), 7),
+            right(sec, 3),
+            left(markers.join(' ').slice(0, 10), 10),
+            ...ROUTES.map(r => left(formatCell(row.cells[r.id] ?? emptyCell()), CELL)),
+            right(fiveXx, 3),
+            right(row.maxMs.toFixed(1), 6),
           ].join(' '),
       );
       for (const event of fresh) {
-        if (event.text) console.log(`         ${event.t.toFixed(2).padStart(6)}s  ${event.text}`);
+        if (event.text) printWrapped(`     ${event.t.toFixed(2).padStart(5)}s `, event.text);
       }
     };
 
@@ -519,7 +550,7 @@ async function actTwo(redisBin) {
           events.push({ t: now(), marker: 'KILL' });
         }
         if (sec === RESTART_AT_S) {
-          events.push({ t: now(), marker: 'RESTART' });
+          events.push({ t: now(), marker: 'START' });
           restarting = redis.start().catch(error => {
             events.push({ t: now(), text: `restart failed: ${error.message}` });
           });
@@ -568,23 +599,27 @@ async function actTwo(redisBin) {
     const sources = Object.entries(bySource)
       .map(([name, n]) => `${name} ${n}`)
       .join(', ');
-    console.log(
-      `  Summary: ${totals.requests} requests (${sources}), ${totals['5xx']} 5xx, ` +
+    printWrapped(
+      '  ',
+      `Summary: ${totals.requests} requests (${sources}), ${totals['5xx']} 5xx, ` +
         `max latency ${totals.maxMs.toFixed(1)} ms (${totals.outageMaxMs.toFixed(1)} ms during the outage).`,
     );
     const firstKey = tenantLog.filter(entry => entry.key === 'demo-tenant-admin-0');
     const fourth = firstKey[3];
     if (fourth) {
       const held = fourth.status === 429;
-      console.log(
-        `  Tenant admin 0 used its 3 creations in Redis before the kill; its 4th attempt (second ${fourth.sec}, ` +
-          `decided by ${fourth.source}) got ${fourth.status}: ` +
+      printWrapped(
+        '  ',
+        `Tenant admin 0 used its 3 creations in Redis before the kill; its 4th attempt ` +
+          `(second ${fourth.sec}, decided by ${fourth.source}) got ${fourth.status}: ` +
           (held ? 'the quota survived the failover.' : 'the quota was reset by the failover!'),
       );
     }
     if (recoveredAt >= 0) {
-      console.log(
-        `  Breaker closed at ${breakerClosedAt.toFixed(2)} s; every route decided by Redis again from second ${recoveredAt}.`,
+      printWrapped(
+        '  ',
+        `Breaker closed at ${breakerClosedAt.toFixed(2)} s; every route decided by Redis again ` +
+          `from second ${recoveredAt}.`,
       );
     } else {
       console.log(`  Redis decisions did not come back within ${GIVE_UP_AT_S} s.`);
@@ -604,17 +639,17 @@ async function actTwo(redisBin) {
 
 async function main() {
   const started = performance.now();
-  let failed = (await actOne()) > 0;
+  let failed = false;
   const redisBin = findRedisServer();
   if (redisBin === undefined) {
-    console.log(
-      'Act 2 (Redis outage) skipped: redis-server is not on the PATH. Install it (apt-get install redis-server) to see it.',
-    );
+    console.log('Act 1 (the Redis outage) needs redis-server, which is not on the PATH.');
+    console.log('Get it: sudo apt-get install redis-server (macOS: brew install redis).');
   } else {
-    const { fiveXx, recovered } = await actTwo(redisBin);
+    const { fiveXx, recovered } = await outageAct(redisBin);
     if (fiveXx > 0 || !recovered) failed = true;
   }
   console.log('');
+  if ((await memoryOnlyAct()) > 0) failed = true;
   console.log(
     `Demo ${failed ? 'FAILED' : 'done'} in ${((performance.now() - started) / 1000).toFixed(1)} s.`,
   );

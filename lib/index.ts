@@ -2,7 +2,12 @@
 
 /** Express/Connect middleware: `app.use(rateLimit({ limit, window, redis }))`. */
 export { rateLimit } from './middleware.js';
+import { rateLimit } from './middleware.js';
+/** `import rateLimit from 'resilient-rate-limit'` (and `require(...).default`) give the same function. */
+export default rateLimit;
 export type { RateLimitOptions, RateLimitMiddleware, NextFunction } from './middleware.js';
+/** The request/response types callbacks get by default: Express's when installed, else Node's. */
+export type { DefaultRequest, DefaultResponse } from './framework-types.js';
 
 /** The default key's address normalisation, for custom `key` functions. */
 export { ipKey } from './key-generator.js';

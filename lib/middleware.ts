@@ -13,9 +13,12 @@ import {
   setStandardHeaders,
   type HeaderMode,
 } from './headers.js';
+import type { DefaultRequest, DefaultResponse } from './framework-types.js';
 import { createIpKeyGenerator } from './key-generator.js';
 import { createProxyCheck } from './proxy-check.js';
 import { toSafeLogger } from './logger.js';
+import { createSingleCount } from './single-count.js';
+import { warnWithCode } from './warnings.js';
 import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
 import { RateLimiter } from './rate-limiter.js';
@@ -25,29 +28,43 @@ import type { Logger, RateLimitResult } from './types.js';
 type Awaitable<T> = T | Promise<T>;
 export type NextFunction = (error?: unknown) => void;
 
-/** Options of `rateLimit()`: the limiter's, plus how requests map onto it. */
-export type RateLimitOptions<Req extends IncomingMessage = IncomingMessage> = RateLimiterOptions & {
+/**
+ * Options of `rateLimit()`: the limiter's, plus how requests map onto it.
+ * `Req`/`Res` default to Express's `Request`/`Response` when Express's types
+ * are installed (else Node's), so a limiter declared on its own types its
+ * callbacks without a type argument.
+ */
+export type RateLimitOptions<
+  Req extends IncomingMessage = DefaultRequest,
+  Res extends ServerResponse = DefaultResponse,
+> = RateLimiterOptions & {
   /** Who is limited. Default: client IP (`req.ip`), IPv6 grouped by `ipv6Subnet`. */
   key?: (req: Req) => Awaitable<string>;
   /** Prefix length that groups IPv6 clients (32..128), or false. Default 56. */
   ipv6Subnet?: number | false;
   /** Units a request consumes. Default 1. */
   cost?: number | ((req: Req) => Awaitable<number>);
-  /** true: the request is not limited and gets no headers. */
+  /** Truthy: the request is not limited and gets no headers. */
   skip?: (req: Req) => Awaitable<boolean>;
   /** The response when limited. Default: 429 application/problem+json. */
   handler?: (
     req: Req,
-    res: ServerResponse,
+    res: Res,
     next: NextFunction,
     result: RateLimitResult,
-  ) => void | Promise<void>;
+    // `unknown`, not `void`, so `(req, res) => res.status(429).json(...)`
+    // fits; a returned promise is awaited and its rejection goes to next().
+  ) => unknown;
   /** Header families to send. Default `'both'`. */
   headers?: HeaderMode;
 };
 
-export interface RateLimitMiddleware<Req extends IncomingMessage = IncomingMessage> {
-  (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void>;
+/**
+ * The middleware. It takes any Node request, so it mounts in Express 4 and 5,
+ * Connect and a bare `node:http` server alike.
+ */
+export interface RateLimitMiddleware {
+  (req: IncomingMessage, res: ServerResponse, next: NextFunction): void | Promise<void>;
   /** The limiter behind this middleware. */
   readonly limiter: RateLimiter;
   /** Forgets `key`'s counters (memory and Redis). */
@@ -62,9 +79,10 @@ const HEADER_MODES: readonly HeaderMode[] = ['legacy', 'standard', 'both', false
  * `res.setHeader`, `res.getHeader`, `res.statusCode` and `res.end`, so it runs
  * under Express 4 and 5, Connect and a bare `node:http` server.
  */
-export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
-  options: RateLimitOptions<Req>,
-): RateLimitMiddleware<Req> {
+export function rateLimit<
+  Req extends IncomingMessage = DefaultRequest,
+  Res extends ServerResponse = DefaultResponse,
+>(options: RateLimitOptions<Req, Res>): RateLimitMiddleware {
   if (typeof options !== 'object' || options === null) {
     throw new RateLimitConfigError(
       `options must be an object, got ${describe(options)}`,
@@ -117,7 +135,19 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     throw new RateLimitConfigError(`cost (${cost}) must not exceed limit (${ruleLimit})`, 'cost');
   }
   const limiter = new RateLimiter(limiterOptions);
-  const keyFor = key ?? defaultKey<Req>(ipv6Subnet, toSafeLogger(limiterOptions.logger ?? console));
+  const logger = toSafeLogger(limiterOptions.logger ?? console);
+  const keyFor = key ?? defaultKey<Req>(ipv6Subnet, logger);
+  const countedBefore = createSingleCount();
+  let warnedDoubleCount = false;
+  const warnDoubleCount = (): void => {
+    if (warnedDoubleCount) return;
+    warnedDoubleCount = true;
+    warnWithCode(
+      logger,
+      'ERR_RRL_DOUBLE_COUNT',
+      `'${limiter.name}' ran twice on one request for the same key (mounted with app.use and on the route, or on two routers?); the request is counted once`,
+    );
+  };
   const legacy = headers === 'legacy' || headers === 'both';
   const standard = headers === 'standard' || headers === 'both';
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
@@ -134,7 +164,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   const limitText = String(limiter.limit);
   const clock = limiterOptions.clock ?? systemClock;
 
-  const sendHeaders = (res: ServerResponse, result: RateLimitResult): void => {
+  const sendHeaders = (res: Res, result: RateLimitResult): void => {
     if (headers === false) return;
     setSourceHeader(res, result.source);
     if (result.source === 'bypass') return;
@@ -147,7 +177,12 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
 
   // The steps below stay synchronous unless a user function or Redis returns
   // a promise: no promise, closure or microtask per request otherwise.
-  const respond = (req: Req, res: ServerResponse, next: NextFunction, result: RateLimitResult) => {
+  const respond = (
+    req: Req,
+    res: Res,
+    next: NextFunction,
+    result: RateLimitResult,
+  ): void | Promise<void> => {
     (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
     sendHeaders(res, result);
     if (result.allowed) {
@@ -156,7 +191,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
       // Express 4 and Connect do not catch errors from async middleware.
       try {
         const handled = handler(req, res, next, result);
-        if (isPromise(handled)) return handled.then(undefined, next);
+        if (isPromise(handled)) return handled.then(() => undefined, next);
       } catch (error) {
         next(error);
       }
@@ -166,7 +201,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     return undefined;
   };
 
-  const fail = (res: ServerResponse, next: NextFunction, error: unknown): void => {
+  const fail = (res: Res, next: NextFunction, error: unknown): void => {
     if (isRateLimitCapacityError(error)) {
       if (headers !== false) setSourceHeader(res, 'memory');
       sendReducedCapacity(res, limiter.name, error.retryAfterMs);
@@ -177,7 +212,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
 
   const decide = (
     req: Req,
-    res: ServerResponse,
+    res: Res,
     next: NextFunction,
     id: unknown,
     units: unknown,
@@ -199,6 +234,11 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
           `cost() must return a whole number from 1 to the limit (${limiter.limit}), got ${describe(units)}`,
         );
       }
+      if (countedBefore(req, id)) {
+        warnDoubleCount();
+        next();
+        return undefined;
+      }
       result = limiter.decide(id, units);
     } catch (error) {
       fail(res, next, error);
@@ -211,12 +251,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     );
   };
 
-  const withCost = (
-    req: Req,
-    res: ServerResponse,
-    next: NextFunction,
-    id: unknown,
-  ): void | Promise<void> => {
+  const withCost = (req: Req, res: Res, next: NextFunction, id: unknown): void | Promise<void> => {
     let units: unknown;
     try {
       units = typeof cost === 'function' ? cost(req) : cost;
@@ -228,7 +263,7 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
     return decide(req, res, next, id, units);
   };
 
-  const limit = (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void> => {
+  const limit = (req: Req, res: Res, next: NextFunction): void | Promise<void> => {
     let id: unknown;
     try {
       id = keyFor(req);
@@ -241,7 +276,15 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
   };
 
   let served = false;
-  const middleware = (req: Req, res: ServerResponse, next: NextFunction): void | Promise<void> => {
+  // Typed for any Node request so it mounts anywhere; the callbacks above
+  // see the Req/Res the options were typed with.
+  const middleware = (
+    incoming: IncomingMessage,
+    response: ServerResponse,
+    next: NextFunction,
+  ): void | Promise<void> => {
+    const req = incoming as Req;
+    const res = response as Res;
     if (!served) {
       served = true;
       markServing();
@@ -255,9 +298,10 @@ export function rateLimit<Req extends IncomingMessage = IncomingMessage>(
       return undefined;
     }
     if (isPromise(skipped)) {
-      return skipped.then(value => (value === true ? next() : limit(req, res, next)), next);
+      return skipped.then(value => (value ? next() : limit(req, res, next)), next);
     }
-    return skipped === true ? next() : limit(req, res, next);
+    // Truthy skips, as in express-rate-limit: `skip: () => 1` means skip.
+    return skipped ? next() : limit(req, res, next);
   };
 
   return Object.assign(middleware, {
@@ -270,7 +314,16 @@ function defaultKey<Req extends IncomingMessage>(
   ipv6Subnet: number | false,
   logger: Logger,
 ): (req: Req) => string {
-  const ipKeyOf = createIpKeyGenerator(ipv6Subnet);
+  let warnedNotIp = false;
+  const ipKeyOf = createIpKeyGenerator(ipv6Subnet, value => {
+    if (warnedNotIp) return;
+    warnedNotIp = true;
+    warnWithCode(
+      logger,
+      'ERR_RRL_KEY_NOT_IP',
+      `the default key found no IP address in req.ip ${JSON.stringify(value.slice(0, 64))}, so each such value gets its own limit; check 'trust proxy' and what your proxy writes to X-Forwarded-For, or pass a \`key\` function`,
+    );
+  });
   const checkProxy = createProxyCheck(logger);
   return req => {
     checkProxy(req);

@@ -7,6 +7,7 @@ import { toSafeLogger } from './logger.js';
 import { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
 import type { RateLimitMetrics } from './metrics.js';
 import type { AlgorithmName, Logger } from './types.js';
+import { warnWithCode } from './warnings.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -103,18 +104,29 @@ export const LIMITER_OPTIONS = [
 
 const ALGORITHMS: readonly AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket'];
 
-// Names people bring from express-rate-limit and rate-limiter-flexible.
+// Names people bring from express-rate-limit (ERL), rate-limiter-flexible
+// (RLF) and @fastify/rate-limit, each with what to write here instead.
 const RENAMED: Record<string, string> = {
-  windowMs: 'window',
-  max: 'limit',
-  points: 'limit',
-  duration: 'window',
-  keyGenerator: 'key',
-  keyPrefix: 'prefix',
-  standardHeaders: 'headers',
-  legacyHeaders: 'headers',
-  storeClient: 'redis',
-  insuranceLimiter: 'failClosed',
+  windowMs: "did you mean 'window'?",
+  max: "did you mean 'limit'?",
+  points: "did you mean 'limit'?",
+  duration:
+    "did you mean 'window'? `duration` counts seconds; `window` takes ms or a string: duration: 60 is window: '60s'",
+  timeWindow: "did you mean 'window'?",
+  keyGenerator: "did you mean 'key'?",
+  keyPrefix: "did you mean 'prefix'?",
+  standardHeaders: "did you mean 'headers'?",
+  legacyHeaders: "did you mean 'headers'?",
+  message: "use 'handler' to shape the 429 response",
+  statusCode: "use 'handler' to shape the 429 response",
+  errorResponseBuilder: "use 'handler' to shape the 429 response",
+  store: "pass an ioredis client or a redis:// URL as 'redis'",
+  storeClient: "did you mean 'redis'?",
+  passOnStoreError: "use 'failClosed: false' to let requests through while Redis is out",
+  insuranceLimiter: "the memory fallback is built in: 'failClosed: true' (the default)",
+  blockDuration:
+    "not supported: a denied request already waits until capacity frees (Retry-After); use a longer 'window' or 'token-bucket'",
+  allowList: "use 'skip'",
 };
 
 // Printable ASCII without the characters that would break the quoted header
@@ -126,7 +138,7 @@ const NAME_FORBIDDEN = /["\\{}|]/;
 export function rejectUnknownOptions(options: object, known: readonly string[]): void {
   for (const option of Object.keys(options)) {
     if (known.includes(option)) continue;
-    const hint = RENAMED[option] ? ` (did you mean '${RENAMED[option]}'?)` : '';
+    const hint = Object.hasOwn(RENAMED, option) ? ` (${RENAMED[option]})` : '';
     throw new RateLimitConfigError(`unknown option '${option}'${hint}`, option);
   }
 }
@@ -222,6 +234,20 @@ export function warnIfDerivedNameTaken(name: string, logger: Logger): void {
   );
 }
 
+/**
+ * Warns when a numeric `window` under a second looks like seconds, as
+ * rate-limiter-flexible's `duration` and many configs count: `window: 60`
+ * is 60 ms. A string (`'60ms'`) says what is meant and is never warned about.
+ */
+export function warnIfWindowLooksLikeSeconds(name: string, window: unknown, logger: Logger): void {
+  if (typeof window !== 'number' || window >= 1000) return;
+  warnWithCode(
+    logger,
+    'ERR_RRL_WINDOW_SECONDS',
+    `'${name}' has window: ${window}, which is ${window} ms. For seconds write '${window}s' (or ${window * 1000}); to keep ${window} ms and silence this, write '${window}ms'`,
+  );
+}
+
 function parseName(name: unknown): string {
   if (typeof name !== 'string' || !NAME_PATTERN.test(name) || NAME_FORBIDDEN.test(name)) {
     throw new RateLimitConfigError(
@@ -284,6 +310,12 @@ function parseRedis(redis: unknown): RedisClient | string | undefined {
       );
     }
     return redis;
+  }
+  if (isNodeRedisClient(redis)) {
+    throw new RateLimitConfigError(
+      'redis got a node-redis client: this package needs ioredis (pass an ioredis Redis or Cluster, or the redis:// URL and the package builds one)',
+      'redis',
+    );
   }
   // Duck-typed so a client from another copy of ioredis still works.
   const client = redis as Partial<Redis>;
@@ -398,4 +430,16 @@ function parseMemory(
     memory: new MemoryStore({ ...(memory as MemoryStoreOptions), clock }),
     ownsMemory: true,
   };
+}
+
+// node-redis (the `redis` package) clients: camel-case commands, `isOpen`,
+// and `sendCommand` instead of ioredis's `call`/`evalsha`.
+function isNodeRedisClient(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const client = value as Record<string, unknown>;
+  return (
+    typeof client.sendCommand === 'function' &&
+    typeof client.evalSha === 'function' &&
+    'isOpen' in client
+  );
 }

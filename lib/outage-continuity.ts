@@ -121,7 +121,6 @@ export class OutageContinuity {
     }
     if (outgoing === undefined && !this.rule.failClosed) return call;
     return call.then(decision => {
-      console.error('reply', JSON.stringify(decision), this.resets.since(storageKey, mark));
       if (entry !== undefined && outgoing !== undefined) {
         // A no-op when a reset dropped the entry meanwhile.
         const before = this.pendingHits.hits;

@@ -20,10 +20,12 @@ import {
   parseLimiterOptions,
   rejectUnknownOptions,
   warnIfDerivedNameTaken,
+  warnIfWindowLooksLikeSeconds,
   type LimiterConfig,
   type RateLimiterOptions,
   type RedisClient,
 } from './options.js';
+import { registerLimiter } from './limiter-registry.js';
 import {
   acquireUrlClient,
   peekUrlClient,
@@ -163,6 +165,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     );
     this.blocks = new BlockCache(this.memory.maxKeys);
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
+    warnIfWindowLooksLikeSeconds(this.name, options.window, config.logger);
     if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
@@ -207,6 +210,18 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         }),
       );
     }
+    // Near the end, so a constructor that threw registered nothing.
+    this.disposers.push({
+      dispose: registerLimiter({
+        name: this.name,
+        prefix: config.prefix,
+        algorithm: this.algorithm,
+        limit: this.limit,
+        windowMs: this.windowMs,
+        usesRedis: config.redis !== undefined,
+        logger: config.logger,
+      }),
+    });
     // Last: the metrics sink is user code and gets a fully built limiter.
     if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
   }

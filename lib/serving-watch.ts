@@ -1,4 +1,5 @@
 import type { Logger } from './types.js';
+import { warnWithCode } from './warnings.js';
 
 /** Limiters created after serving began, and still open, before the warning fires. */
 export const LATE_LIMITERS_BEFORE_WARNING = 100;
@@ -30,8 +31,10 @@ export function noteLimiterCreated(logger: Logger): () => void {
   liveLateLimiters++;
   if (!warned && liveLateLimiters >= LATE_LIMITERS_BEFORE_WARNING) {
     warned = true;
-    logger.warn(
-      `resilient-rate-limit: ERR_RRL_LIMITER_PER_REQUEST: ${liveLateLimiters} limiters created after the app started serving requests are open. Create each limiter once, at start-up, and reuse it: a limiter built per request shares no counters with the others and holds a Redis client and breaker until close().`,
+    warnWithCode(
+      logger,
+      'ERR_RRL_LIMITER_PER_REQUEST',
+      `${liveLateLimiters} limiters created after the app started serving requests are open. Create each limiter once, at start-up, and reuse it: a limiter built per request shares no counters with the others and holds a Redis client and breaker until close()`,
     );
   }
   let released = false;

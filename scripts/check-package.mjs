@@ -2,9 +2,29 @@
 // it: publint for package.json/exports mistakes, attw for types that resolve
 // differently under require and import.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+
+// CommonJS require(), ESM named and default imports all give rateLimit
+// (the package imports itself by name, through its `exports` map).
+const cjs = createRequire(import.meta.url)('resilient-rate-limit');
+const esm = await import('resilient-rate-limit');
+const entryPoints = {
+  'require().rateLimit': cjs.rateLimit,
+  'require().default': cjs.default,
+  'import { rateLimit }': esm.rateLimit,
+  'import rateLimit': esm.default,
+};
+for (const [how, value] of Object.entries(entryPoints)) {
+  if (typeof value !== 'function' || value.name !== 'rateLimit') {
+    throw new Error(`${how} is not rateLimit: ${String(value)}`);
+  }
+}
+if (esm.default !== esm.rateLimit || cjs.default !== cjs.rateLimit) {
+  throw new Error('the default export is not the rateLimit named export');
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'rrl-pack-'));
 try {
@@ -16,6 +36,29 @@ try {
   execFileSync('npx', ['--no-install', 'attw', '--profile', 'node16', tarball], {
     stdio: 'inherit',
   });
+  checkSourceMaps(tarball);
 } finally {
   rmSync(dir, { recursive: true, force: true });
+}
+
+// Every source map in the tarball names sources that ship with it, so
+// `node --enable-source-maps` stack traces point at files that exist.
+function checkSourceMaps(tarball) {
+  const unpacked = join(dir, 'unpacked');
+  execFileSync('mkdir', ['-p', unpacked]);
+  execFileSync('tar', ['-xzf', tarball, '-C', unpacked]);
+  const root = join(unpacked, 'package');
+  const maps = readdirSync(root, { recursive: true }).filter(file => file.endsWith('.map'));
+  const missing = [];
+  for (const map of maps) {
+    const { sources } = JSON.parse(readFileSync(join(root, map), 'utf8'));
+    for (const source of sources) {
+      const path = resolve(root, dirname(map), source);
+      if (!existsSync(path)) missing.push(`${map} -> ${source}`);
+    }
+  }
+  if (missing.length > 0) {
+    throw new Error(`source maps name files the package does not ship:\n${missing.join('\n')}`);
+  }
+  console.log(`${maps.length} source maps, every source shipped`);
 }

@@ -122,6 +122,8 @@ const TABLES: Table[] = [
   // of cost c fits if used + c <= limit. Denied: retry at the first ms where
   // it fits, either later in this window (the previous window's weight
   // decays) or in the next (this window's count becomes the decaying one).
+  // A denial's resetAt is that retry time (now + retryAfterMs), so the reset
+  // headers and Retry-After announce the same moment.
   {
     title: 'sliding: weighting of the previous window at 0/25/50/90 %',
     algorithm: 'sliding-window',
@@ -136,16 +138,16 @@ const TABLES: Table[] = [
       { at: 0, cost: 5, key: 'p90', expect: ok(5, 1000) },
       { at: 999, cost: 5, key: 'p90', expect: ok(0, 1000) },
       // current 10, previous 0: retry in window 2 at 2000 - floor(9 * 1000 / 10) = 1100.
-      { at: 999, key: 'p90', expect: no(0, 1000, 101) },
+      { at: 999, key: 'p90', expect: no(0, 1100, 101) },
       // 0 % into window 2: weight ceil(10 * 1000/1000) = 10, none allowed;
       // room 10 - 0 - 1 = 9 -> at 2000 - floor(9 * 1000 / 10) = 1100.
-      { at: 1000, key: 'p25', expect: no(0, 2000, 100) },
+      { at: 1000, key: 'p25', expect: no(0, 1100, 100) },
       // 25 %: ceil(10 * 750/1000) = ceil(7.5) = 8 -> 2 allowed.
       { at: 1250, key: 'p25', expect: ok(1, 2000) },
       { at: 1250, key: 'p25', expect: ok(0, 2000) },
       // current 2: room 7 -> at 2000 - floor(7 * 1000 / 10) = 1300.
-      { at: 1250, key: 'p25', expect: no(0, 2000, 50) },
-      { at: 1299, key: 'p25', expect: no(0, 2000, 1) }, // ceil(7.01) = 8: 10 + 1 > 10
+      { at: 1250, key: 'p25', expect: no(0, 1300, 50) },
+      { at: 1299, key: 'p25', expect: no(0, 1300, 1) }, // ceil(7.01) = 8: 10 + 1 > 10
       { at: 1300, key: 'p25', expect: ok(0, 2000) }, // ceil(7) = 7: 2 + 7 + 1 = 10
       // 50 %: ceil(10 * 500/1000) = 5 -> 5 allowed.
       { at: 1500, key: 'p50', expect: ok(4, 2000) },
@@ -154,7 +156,7 @@ const TABLES: Table[] = [
       { at: 1500, key: 'p50', expect: ok(1, 2000) },
       { at: 1500, key: 'p50', expect: ok(0, 2000) },
       // current 5: room 4 -> at 2000 - 400 = 1600.
-      { at: 1500, key: 'p50', expect: no(0, 2000, 100) },
+      { at: 1500, key: 'p50', expect: no(0, 1600, 100) },
       // 90 %: ceil(10 * 100/1000) = 1 -> 9 allowed.
       { at: 1900, cost: 5, key: 'p90', expect: ok(4, 2000) },
       { at: 1900, cost: 4, key: 'p90', expect: ok(0, 2000) },
@@ -172,10 +174,10 @@ const TABLES: Table[] = [
     steps: [
       { at: 0, cost: 10, expect: ok(0, 500) },
       // current 10: at -500 + 2000 - floor(9 * 1000 / 10) = 600.
-      { at: 100, expect: no(0, 500, 500) },
-      { at: 499, expect: no(0, 500, 101) },
+      { at: 100, expect: no(0, 600, 500) },
+      { at: 499, expect: no(0, 600, 101) },
       // window [500, 1500): previous 10 weighs 10; room 9 -> 1500 - 900 = 600.
-      { at: 500, expect: no(0, 1500, 100) },
+      { at: 500, expect: no(0, 600, 100) },
       { at: 600, expect: ok(0, 1500) }, // ceil(10 * 900/1000) = 9
       { at: 1000, op: 'get', expect: ok(4, 1500) }, // 1 + ceil(5) = 6
       { at: 1000, cost: 4, expect: ok(0, 1500) },
@@ -183,7 +185,7 @@ const TABLES: Table[] = [
       { at: 1500, op: 'get', expect: ok(5, 2500) }, // previous 5 at full weight
       { at: 1500, cost: 5, expect: ok(0, 2500) },
       // current 5, previous 5: room 4 -> 2500 - floor(4 * 1000 / 5) = 1700.
-      { at: 1500, expect: no(0, 2500, 200) },
+      { at: 1500, expect: no(0, 1700, 200) },
       { at: 2500, op: 'get', expect: ok(5, 3500) },
       { at: 3499, op: 'get', expect: ok(9, 3500) }, // ceil(5 * 1/1000) = 1
       { at: 3500, op: 'get', expect: null }, // two windows on: nothing left
@@ -199,8 +201,8 @@ const TABLES: Table[] = [
     steps: [
       { at: 0, cost: 3, expect: ok(0, 1000) },
       // current 3: at 2000 - floor(2 * 1000 / 3) = 1334.
-      { at: 500, expect: no(0, 1000, 834) },
-      { at: 1333, expect: no(0, 2000, 1) }, // ceil(3 * 667/1000) = ceil(2.001) = 3
+      { at: 500, expect: no(0, 1334, 834) },
+      { at: 1333, expect: no(0, 1334, 1) }, // ceil(3 * 667/1000) = ceil(2.001) = 3
       { at: 1334, expect: ok(0, 2000) }, // ceil(3 * 666/1000) = ceil(1.998) = 2
       { at: 1667, op: 'get', expect: ok(1, 2000) }, // 1 + ceil(0.999) = 2
       { at: 1667, expect: ok(0, 2000) },
@@ -208,8 +210,8 @@ const TABLES: Table[] = [
       { at: 1700, expect: no(0, 2000, 300) },
       { at: 2000, op: 'get', expect: ok(1, 3000) }, // previous 2 at full weight
       // cost 2: room 3 - 0 - 2 = 1 -> 3000 - floor(1 * 1000 / 2) = 2500.
-      { at: 2000, cost: 2, expect: no(1, 3000, 500) },
-      { at: 2499, cost: 2, expect: no(1, 3000, 1) }, // ceil(2 * 501/1000) = 2
+      { at: 2000, cost: 2, expect: no(1, 2500, 500) },
+      { at: 2499, cost: 2, expect: no(1, 2500, 1) }, // ceil(2 * 501/1000) = 2
       { at: 2500, cost: 2, expect: ok(0, 3000) }, // ceil(1) = 1: 1 + 2 = 3
     ],
   },
@@ -223,14 +225,14 @@ const TABLES: Table[] = [
       { at: 0, cost: 2, expect: ok(2, 40_000) },
       { at: 39_999, cost: 2, expect: ok(0, 40_000) },
       // current 4: at -20 000 + 120 000 - floor(3 * 60 000 / 4) = 55 000.
-      { at: 39_999, expect: no(0, 40_000, 15_001) },
+      { at: 39_999, expect: no(0, 55_000, 15_001) },
       // previous 4, room 3: at 100 000 - 45 000 = 55 000.
-      { at: 40_000, expect: no(0, 100_000, 15_000) },
-      { at: 54_999, expect: no(0, 100_000, 1) }, // ceil(4 * 45 001/60 000) = 4
+      { at: 40_000, expect: no(0, 55_000, 15_000) },
+      { at: 54_999, expect: no(0, 55_000, 1) }, // ceil(4 * 45 001/60 000) = 4
       { at: 55_000, expect: ok(0, 100_000) }, // ceil(3) = 3
       { at: 70_000, op: 'get', expect: ok(1, 100_000) }, // 1 + ceil(2) = 3
       // cost 2: room 4 - 1 - 2 = 1 -> 100 000 - floor(60 000 / 4) = 85 000.
-      { at: 70_000, cost: 2, expect: no(1, 100_000, 15_000) },
+      { at: 70_000, cost: 2, expect: no(1, 85_000, 15_000) },
       { at: 85_000, cost: 2, expect: ok(0, 100_000) }, // 1 + ceil(1) + 2 = 4
     ],
   },
@@ -244,8 +246,8 @@ const TABLES: Table[] = [
       { at: 0, op: 'get', expect: null },
       { at: 0, cost: 2, expect: ok(0, 1000) },
       // one unit: current 2 -> at 2000 - floor(1 * 1000 / 2) = 1500.
-      { at: 10, op: 'get', expect: no(0, 1000, 1490) },
-      { at: 10, op: 'get', expect: no(0, 1000, 1490) },
+      { at: 10, op: 'get', expect: no(0, 1500, 1490) },
+      { at: 10, op: 'get', expect: no(0, 1500, 1490) },
       { at: 20, op: 'reset' },
       { at: 20, op: 'get', expect: null },
       { at: 20, cost: 2, expect: ok(0, 1000) },

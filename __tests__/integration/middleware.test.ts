@@ -10,6 +10,7 @@ import {
 } from '../../lib/index.js';
 import { APP_KINDS, createApp, createAppWith, type AppKind } from '../helpers/create-app.js';
 import { ManualClock } from '../helpers/manual-clock.js';
+import { recordingLogger } from '../helpers/redis.js';
 
 // Memory-only mode: no `redis` option, so every decision has source 'memory'.
 // Limiters without `memory` share one process-wide store, so each gets a
@@ -229,13 +230,19 @@ describe.each(APP_KINDS)('rateLimit() under %s', kind => {
     });
 
     it('keys by client address by default and ignores a spoofed X-Forwarded-For', async () => {
-      const server = app(limit({ limit: 1, window: '1m' }));
+      const logger = recordingLogger();
+      const server = app(limit({ limit: 1, window: '1m', logger }));
       const first = await request(server)
         .get('/')
         .set('X-Forwarded-For', '203.0.113.1')
         .expect(200);
       expect(first.body.rateLimit.key).toBe('127.0.0.1');
       await request(server).get('/').set('X-Forwarded-For', '203.0.113.2').expect(429);
+      // Express (not bare node:http) says once that 'trust proxy' is off.
+      const warnings = logger.warn.mock.calls.map(([line]) => String(line));
+      expect(warnings).toEqual(
+        kind === 'http' ? [] : [expect.stringContaining("'trust proxy' is off")],
+      );
     });
 
     it.each([
@@ -469,18 +476,24 @@ describe.each(['express5', 'express4'] as const)('rateLimit() default key under 
     createAppWith(kind as AppKind, { trustProxy }, middleware);
 
   it('separates clients by X-Forwarded-For when trust proxy is on', async () => {
-    const server = app(true, limit({ limit: 1, window: '1m' }));
+    const logger = recordingLogger();
+    const server = app(true, limit({ limit: 1, window: '1m', logger }));
     const first = await request(server).get('/').set('X-Forwarded-For', '203.0.113.1').expect(200);
     expect(first.body.rateLimit.key).toBe('203.0.113.1');
     await request(server).get('/').set('X-Forwarded-For', '203.0.113.1').expect(429);
     const other = await request(server).get('/').set('X-Forwarded-For', '203.0.113.2').expect(200);
     expect(other.body.rateLimit.key).toBe('203.0.113.2');
+    const warnings = logger.warn.mock.calls.map(([line]) => String(line));
+    expect(warnings).toEqual([expect.stringContaining("'trust proxy' is true")]);
   });
 
   it('ignores a spoofed X-Forwarded-For when trust proxy is off', async () => {
-    const server = app(false, limit({ limit: 1, window: '1m' }));
+    const logger = recordingLogger();
+    const server = app(false, limit({ limit: 1, window: '1m', logger }));
     const first = await request(server).get('/').set('X-Forwarded-For', '203.0.113.1').expect(200);
     expect(first.body.rateLimit.key).toBe('127.0.0.1');
     await request(server).get('/').set('X-Forwarded-For', '203.0.113.2').expect(429);
+    const warnings = logger.warn.mock.calls.map(([line]) => String(line));
+    expect(warnings).toEqual([expect.stringContaining("'trust proxy' is off")]);
   });
 });

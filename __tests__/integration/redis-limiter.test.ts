@@ -184,7 +184,14 @@ describe.each([2, 3] as const)('RateLimiter on Redis (RESP%i)', protocol => {
 
 describe('redis option', () => {
   it('builds a fail-fast client from a redis:// URL', async () => {
-    const rl = new RateLimiter({ name: uniqueName(), limit: 2, window: '1m', redis: redis.url });
+    const logger = recordingLogger();
+    const rl = new RateLimiter({
+      name: uniqueName(),
+      limit: 2,
+      window: '1m',
+      redis: redis.url,
+      logger,
+    });
     try {
       let result = await rl.consume('k');
       // The client may still be connecting: that is an outage like any other.
@@ -194,6 +201,10 @@ describe('redis option', () => {
         result = await rl.consume('k');
       }
       expect(result.source).toBe('redis');
+      // At most the one line for the connection not being up yet.
+      for (const [line] of logger.warn.mock.calls) {
+        expect(String(line)).toMatch(/cannot decide in Redis \(Redis is not connected\)/);
+      }
     } finally {
       await rl.close();
     }
@@ -259,7 +270,15 @@ describe('concurrency', () => {
       const app = express();
       app.post(
         '/tenants',
-        rateLimit({ name, limit: 5, window: '1h', redis: client, key: () => 'acme' }),
+        // A generous timeout: the point is atomicity, not latency on a busy machine.
+        rateLimit({
+          name,
+          limit: 5,
+          window: '1h',
+          redis: client,
+          key: () => 'acme',
+          timeout: 1000,
+        }),
         (_req, res) => {
           res.status(201).end();
         },

@@ -129,3 +129,31 @@ describe('createIpKeyGenerator', () => {
     expect(() => key(bare)).toThrow(RateLimitArgumentError);
   });
 });
+
+describe('normalizeIp with a port appended by a proxy', () => {
+  it.each([
+    ['203.0.113.7:50000', '203.0.113.7'],
+    ['203.0.113.7:1', '203.0.113.7'],
+    ['[2001:db8::1]:443', '2001:db8::/56'],
+    ['[2001:db8::1]', '2001:db8::/56'],
+    ['[::ffff:1.2.3.4]:80', '1.2.3.4'],
+  ])('keys %s as %s', (ip, key) => {
+    expect(normalizeIp(ip, 56)).toBe(key);
+  });
+
+  it.each(['999.1.1.1:80', 'host.example:80', '[not-an-ip]:80', '2001:db8::1:443x'])(
+    'leaves %s, which holds no address, as it is',
+    ip => {
+      expect(normalizeIp(ip, 56)).toBe(ip);
+    },
+  );
+
+  it('reports a value without an address to onNotIp, and an address with a port not', () => {
+    const heard: string[] = [];
+    const keyOf = createIpKeyGenerator(56, value => heard.push(value));
+    expect(keyOf(request('203.0.113.7:50000'))).toBe('203.0.113.7');
+    expect(keyOf(request('2001:db8::1'))).toBe('2001:db8::/56');
+    expect(keyOf(request('unknown'))).toBe('unknown');
+    expect(heard).toEqual(['unknown']);
+  });
+});

@@ -17,7 +17,9 @@ export const slidingWindow: Algorithm = {
     const start = now - (now % windowMs);
     let current = 0;
     let previous = 0;
-    if (state.b === start) {
+    // A window from the future (the clock went back) is still the current
+    // one: treating it as empty would hand out a fresh quota.
+    if (state.b >= start) {
       current = state.a;
       previous = state.c;
     } else if (state.b === start - windowMs) {
@@ -30,11 +32,14 @@ export const slidingWindow: Algorithm = {
     // A read (cost 0) answers for a request of one unit, without counting it.
     const units = Math.max(cost, 1);
     if (used + units > limit) {
+      const retryAfterMs = retryAfter(current, previous, limit, windowMs, units, start, now);
+      // A denied request's reset is when it could pass, not the window edge:
+      // X-RateLimit-Reset, RateLimit's t and Retry-After then announce one time.
       return {
         allowed: false,
         remaining: Math.max(0, limit - used),
-        resetAt,
-        retryAfterMs: retryAfter(current, previous, limit, windowMs, units, start, now),
+        resetAt: now + retryAfterMs,
+        retryAfterMs,
       };
     }
     if (cost === 0) return { allowed: true, remaining: limit - used, resetAt, retryAfterMs: 0 };

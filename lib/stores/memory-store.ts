@@ -199,7 +199,9 @@ export class MemoryStore implements RateLimitStore {
     const decision = algorithm.decide(entry, params, 0, params.now);
     // A refunded warm copy is still a copy of Redis's count.
     this.file(entry, !decision.allowed ? 'exhausted' : entry.tier === 'warm' ? 'warm' : 'open');
-    return { units, resetAt: decision.resetAt };
+    // The end of the window the units were in (a token bucket: its TAT).
+    const resetAt = params.algorithm === 'token-bucket' ? entry.a : entry.b + params.windowMs;
+    return { units, resetAt };
   }
 
   reset(key: string): void {

@@ -159,10 +159,11 @@ const SLIDING_WINDOW = `${PRELUDE}
 local start = now - (now % window)
 local cur, prev = 0, 0
 local fresh = true
-if b == start then
+-- A window from the future (a clock that went back) is still the current one.
+if b >= start and s[1] then
   cur = a
   prev = c
-  fresh = false
+  fresh = b ~= start
 elseif b == start - window then
   prev = a
 end
@@ -219,6 +220,8 @@ if used + units > limit then
     end
     retry = math.max(1, math.max(at, start + window) - now)
   end
+  -- A denial resets when the request could pass (as sliding-window.ts).
+  resetAt = now + retry
 elseif cost == 0 then
   allowed = true
   remaining = limit - used

@@ -1,5 +1,6 @@
 // @ts-check
-// Child processes for the benches (bench/) and the soak (soak/): redis-server,
+// Child processes for the benches (bench/), the soak (soak/) and the chaos
+// checker (chaos/): redis-server (single or a Cluster),
 // the bench variant servers and any other child a script tracks. Every child
 // is tracked by PID and killed on exit, error, SIGINT, SIGTERM or SIGHUP, and
 // every temp dir is removed, so an interrupted run leaves nothing behind.
@@ -171,11 +172,18 @@ export async function ping(port, timeoutMs = 300) {
  * (SIGKILL), `restart()` on the same port, `stop()` (SIGSTOP), `cont()`
  * (SIGCONT), or any `signal()`.
  * @param {number} port
- * @param {{ tempPrefix?: string }} [options] tempPrefix: of the temp dir's name
+ * @param {{ tempPrefix?: string, dir?: string, args?: string[] }} [options]
+ *   tempPrefix: of the temp dir's name; dir: use this (tracked) dir instead;
+ *   args: extra redis-server arguments
  */
-export async function startRedis(port, { tempPrefix = 'rrl-bench-redis-' } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), tempPrefix));
-  tempDirs.add(dir);
+export async function startRedis(
+  port,
+  { tempPrefix = 'rrl-bench-redis-', dir, args: extra = [] } = {},
+) {
+  if (dir === undefined) {
+    dir = mkdtempSync(join(tmpdir(), tempPrefix));
+    tempDirs.add(dir);
+  }
   const args = [
     '--port',
     String(port),
@@ -191,6 +199,7 @@ export async function startRedis(port, { tempPrefix = 'rrl-bench-redis-' } = {})
     'no',
     '--loglevel',
     'warning',
+    ...extra,
   ];
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let child;
@@ -237,6 +246,74 @@ export async function startRedis(port, { tempPrefix = 'rrl-bench-redis-' } = {})
     /** Resumes it after stop() (SIGCONT). */
     cont: () => signal('SIGCONT'),
   };
+}
+
+const REDIS_CLI = process.env.REDIS_CLI_BIN ?? 'redis-cli';
+
+/**
+ * A Redis Cluster of `masters` redis-servers (no replicas) on 127.0.0.1, each
+ * a startRedis() process (so kill/restart/stop/cont work per node; a
+ * restarted node keeps its slots through nodes.conf but comes back empty).
+ * Resolves once every node reports cluster_state:ok.
+ * @param {{ masters?: number, nodeTimeoutMs?: number, tempPrefix?: string }} [options]
+ */
+export async function startCluster({
+  masters = 3,
+  nodeTimeoutMs = 2000,
+  tempPrefix = 'rrl-cluster-',
+} = {}) {
+  const dir = mkdtempSync(join(tmpdir(), tempPrefix));
+  tempDirs.add(dir);
+  const nodes = [];
+  for (let i = 0; i < masters; i++) {
+    const port = await freePort();
+    // An explicit bus port: the default (port + 10000) can exceed 65535.
+    const busPort = await freePort();
+    nodes.push(
+      await startRedis(port, {
+        dir,
+        args: [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          join(dir, `nodes-${port}.conf`),
+          '--cluster-node-timeout',
+          String(nodeTimeoutMs),
+          '--cluster-port',
+          String(busPort),
+        ],
+      }),
+    );
+  }
+  execFileSync(
+    REDIS_CLI,
+    [
+      '--cluster',
+      'create',
+      ...nodes.map(n => `127.0.0.1:${n.port}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 },
+  );
+  const cluster = {
+    nodes,
+    /** Polls until every running node says cluster_state:ok, or throws after `timeoutMs`. */
+    async waitHealthy(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const infos = await Promise.all(
+          nodes.map(n => redisCommand(n.port, 'CLUSTER INFO', 500).catch(() => '')),
+        );
+        if (infos.every(info => info.includes('cluster_state:ok'))) return;
+        if (Date.now() > deadline) throw new Error('redis cluster not healthy');
+        await sleep(100);
+      }
+    },
+  };
+  await cluster.waitHealthy();
+  return cluster;
 }
 
 /**
