@@ -74,7 +74,7 @@ const WRITE_BACK_DELAY_MS = 1000;
 
 // ioredis's wording for "not connected" names an option, not the problem.
 function describeFailure(reason: FallbackReason, error: unknown): string {
-  if (reason === 'not-connected') return 'the client has not connected yet';
+  if (reason === 'not-connected') return 'Redis is not connected';
   if (reason !== 'error' || !(error instanceof Error)) return reason;
   if (error.message.includes("Stream isn't writeable")) return 'Redis is not connected';
   return error.message;

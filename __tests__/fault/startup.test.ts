@@ -56,7 +56,7 @@ describe('RateLimiter before its Redis client first connects', () => {
     expect(fallbacks.map(f => f.reason)).toEqual(Array(10).fill('not-connected'));
     expect(storeErrors).not.toHaveBeenCalled();
     expect(logger.warn.mock.calls.map(c => String(c[0]))).toEqual([
-      expect.stringContaining('has not connected yet'),
+      expect.stringContaining('cannot decide in Redis (Redis is not connected)'),
     ]);
 
     proxy.refuse = false;
