@@ -1,7 +1,8 @@
 // @ts-check
 // npm run bench: server CPU per request of this package against bare Express
 // and the peers, each in its own process, driven by autocannon in interleaved
-// rounds against a private redis-server. See BENCHMARKS.md for a result.
+// rounds against a private redis-server, then Redis memory per limited key
+// (bench/memory.mjs). See BENCHMARKS.md for a result.
 //
 //   node bench/run.mjs [--rounds 5] [--duration 5] [--connections 20]
 //                      [--warmup 2] [--variants a,b] [--no-build] [--no-write]
@@ -29,6 +30,7 @@ import {
   writeSection,
 } from './lib/report.mjs';
 import { VARIANTS } from './lib/variants.mjs';
+import { runMemoryBench } from './memory.mjs';
 
 const ALL_VARIANTS = VARIANTS;
 const USES_REDIS = new Set(['rrl-redis', 'rrl-share-redis', 'erl-redis', 'rlf-redis']);
@@ -247,6 +249,8 @@ async function main() {
   }
 
   for (const server of servers) await server.stop();
+  // What a flood of distinct keys costs Redis, on the same redis-server.
+  await runMemoryBench(redis.port, { keys: 10_000, write: options.write });
   await redis.kill();
 
   // Per-round ratio to bare of the same round, then the median of those.

@@ -32,6 +32,13 @@
 //     open a window there (like the late fallbacks below). Backward jumps only make
 //     old state look younger (denies longer), so hits after one get nothing:
 //     that is exactly where dropping outage hits as "expired" shows up.
+//     A forward jump also ages the views of Redis's counts an instance keeps:
+//     its Redis admissions before a data loss within the span of such a jump
+//     are allowed again (ages are read off the instance's wall clock), unless
+//     it took a fresh view between the jump and the loss. And memory after a
+//     forward jump may open a window early (its old one looked ended); merged
+//     with its age, that is the window Redis keeps, so its start may begin the
+//     next window even before the previous one can have ended.
 //   - reset(key): the key starts over once reset resolved; decisions that
 //     overlap the reset call count in neither epoch.
 // Fixed window: windows open at the first admitted hit after the previous one
@@ -136,6 +143,36 @@ function allowance(rule, possible, all, context, from, to) {
       loss += worst;
     }
   }
+  // A forward jump also ages the views an instance keeps of Redis's counts:
+  // if Redis loses the key around then, a view taken before the jump may look
+  // expired and not be restored. Allowed on top: that instance's Redis
+  // admissions before such a loss, unless it took a fresh view (a Redis
+  // admission answered) after the jump and before the loss.
+  for (const event of context.losses) {
+    if (event.to < from - span || event.from > to) continue;
+    for (let inst = 0; inst < context.instances; inst++) {
+      let viewed = -Infinity;
+      for (const d of all) {
+        if (d.inst === inst && d.src === 'redis' && d.ok && d.r < event.from) {
+          viewed = Math.max(viewed, d.s);
+        }
+      }
+      const aged = context.jumps.some(
+        j =>
+          j.inst === inst &&
+          j.deltaMs > 0 &&
+          j.at >= viewed &&
+          j.at >= event.from - span &&
+          j.at <= event.to + span,
+      );
+      if (!aged) continue;
+      for (const hit of possible) {
+        if (hit.inst === inst && hit.src === 'redis' && hit.ok && hit.s <= event.to) {
+          jump += hit.cost;
+        }
+      }
+    }
+  }
   return { base, loss, jump, memory, total: base + loss + jump };
 }
 
@@ -161,6 +198,21 @@ function jumpedOver(rule, hit, context) {
       j.inst === hit.inst &&
       ((hit.s <= j.at && hit.r >= j.at - span) ||
         (j.deltaMs > 0 && hit.r >= j.at && hit.s <= j.at + 2 * span)),
+  );
+}
+
+/**
+ * Whether a memory admission came soon after a forward jump of its instance's
+ * clock (within twice the span, like jumpedOver): state from before the jump
+ * looked older than it was, so memory may have opened a window early.
+ * @param {Rule} rule
+ * @param {Hit} hit
+ * @param {Context} context
+ */
+function afterForwardJump(rule, hit, context) {
+  const span = spanOf(rule) + context.timeoutMs;
+  return context.jumps.some(
+    j => j.inst === hit.inst && j.deltaMs > 0 && hit.r >= j.at && hit.s <= j.at + 2 * span,
   );
 }
 
@@ -220,17 +272,17 @@ function fixedWindows(rule, admits, all, context, result) {
   const { limit: L, windowMs: W } = rule;
   const phantoms = phantomsOf(rule, all, context);
   // Memory admissions that opened a window in their instance's memory store
-  // (it reported the window ending W after them); only with 2+ instances.
-  const memoryOpeners =
-    context.instances > 1
-      ? admits.filter(
-          hit =>
-            hit.src === 'memory' &&
-            hit.hint !== undefined &&
-            hit.hint >= hit.s + W - 2 &&
-            hit.hint <= hit.r + W + 2,
-        )
-      : [];
+  // (it reported the window ending W after them): with 2+ instances any of
+  // them (a stale mirror), with one only those soon after a forward jump of
+  // its clock (the window memory held looked ended early).
+  const memoryOpeners = admits.filter(
+    hit =>
+      hit.src === 'memory' &&
+      hit.hint !== undefined &&
+      hit.hint >= hit.s + W - 2 &&
+      hit.hint <= hit.r + W + 2 &&
+      (context.instances > 1 || afterForwardJump(rule, hit, context)),
+  );
   let previousOpen = -Infinity;
   // Where a hit sits in Redis's window may be later than its decision: a
   // memory hit merged with its age lands at (Redis's time on arrival - age),
@@ -258,7 +310,11 @@ function fixedWindows(rule, admits, all, context, result) {
     // Another instance's memory may have opened its own window inside this
     // one (its mirror was stale); merged, that window can replace the one
     // Redis forgot when it expired, starting before it ended. No instance
-    // could know better, so such a start counts as possible too.
+    // could know better, so such a start counts as possible too. Likewise
+    // after a forward jump: the instance's memory saw its window (or its
+    // mirror of Redis's) as ended and opened one early; merged with its age,
+    // it is the window Redis keeps from then on (a restored key starts at it;
+    // a live one lives until the later of the two ends).
     for (const opener of memoryOpeners) {
       if (opener.s > previousOpen && opener.s < openLo) openLo = opener.s;
     }

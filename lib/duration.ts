@@ -1,4 +1,5 @@
 import { RateLimitConfigError } from './errors.js';
+import { redactingReplacer, redactUrl } from './secrets.js';
 
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const pattern = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
@@ -55,14 +56,17 @@ export function parseDuration(
   return ms;
 }
 
-/** Formats a value for an error message without throwing on odd inputs. */
+/**
+ * Formats a value for an error message without throwing on odd inputs, and
+ * without the passwords a mistaken `redis` value may hold.
+ */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return JSON.stringify(redactUrl(value));
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'symbol' || typeof value === 'bigint') return String(value);
   if (value === null || typeof value !== 'object') return String(value);
   try {
-    return JSON.stringify(value) ?? String(value);
+    return JSON.stringify(value, redactingReplacer) ?? String(value);
   } catch {
     return Object.prototype.toString.call(value);
   }

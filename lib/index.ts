@@ -17,6 +17,9 @@ export { RateLimiter } from './rate-limiter.js';
 export type { FallbackEvent, FallbackReason, RateLimiterEvents } from './rate-limiter.js';
 export type { RateLimiterOptions, BreakerOptions, RedisClient } from './options.js';
 
+/** The least-privilege Redis ACL rules this package needs, and the commands behind them. */
+export { redisAclRules, REDIS_COMMANDS } from './redis-acl.js';
+
 /** The bounded LRU store that decides during outages (and in memory-only mode). */
 export { MemoryStore } from './stores/memory-store.js';
 export type { MemoryStoreOptions } from './stores/memory-store.js';

@@ -37,7 +37,13 @@ export type NextFunction = (error?: unknown) => void;
 export type RateLimitOptions<
   Req extends IncomingMessage = DefaultRequest,
   Res extends ServerResponse = DefaultResponse,
-> = RateLimiterOptions & {
+> = Omit<RateLimiterOptions, 'limit'> & {
+  /**
+   * Requests (cost units) per window, or a function of the request (plans,
+   * tenants): the key's one counter is judged against each call's limit, and
+   * the headers show it. A function needs a `name`.
+   */
+  limit: number | ((req: Req) => Awaitable<number>);
   /** Who is limited. Default: client IP (`req.ip`), IPv6 grouped by `ipv6Subnet`. */
   key?: (req: Req) => Awaitable<string>;
   /** Prefix length that groups IPv6 clients (32..128), or false. Default 56. */
@@ -57,6 +63,20 @@ export type RateLimitOptions<
   ) => unknown;
   /** Header families to send. Default `'both'`. */
   headers?: HeaderMode;
+  /**
+   * Give the request's cost back when its response finishes successfully
+   * (e.g. count only failed logins). The hit is counted when the request
+   * arrives, so concurrent requests cannot overshoot. Default false.
+   */
+  skipSuccessfulRequests?: boolean;
+  /** Give the request's cost back when its response fails or never finishes. Default false. */
+  skipFailedRequests?: boolean;
+  /**
+   * What "successful" means for the two options above. Default:
+   * `res.statusCode < 400`. A response that never finishes (the client
+   * aborted) counts as failed.
+   */
+  requestWasSuccessful?: (req: Req, res: Res) => Awaitable<boolean>;
 };
 
 /**
@@ -71,7 +91,19 @@ export interface RateLimitMiddleware {
   reset(key: string): Promise<void>;
 }
 
-const MIDDLEWARE_OPTIONS = ['key', 'ipv6Subnet', 'cost', 'skip', 'handler', 'headers'] as const;
+const MIDDLEWARE_OPTIONS = [
+  'key',
+  'ipv6Subnet',
+  'cost',
+  'skip',
+  'handler',
+  'headers',
+  'skipSuccessfulRequests',
+  'skipFailedRequests',
+  'requestWasSuccessful',
+] as const;
+/** The core's limit when `limit` is a function: every call passes its own. */
+const PER_REQUEST_LIMIT = Number.MAX_SAFE_INTEGER;
 const HEADER_MODES: readonly HeaderMode[] = ['legacy', 'standard', 'both', false];
 
 /**
@@ -97,8 +129,33 @@ export function rateLimit<
     skip,
     handler,
     headers = 'both',
-    ...limiterOptions
+    limit: limitOption,
+    skipSuccessfulRequests = false,
+    skipFailedRequests = false,
+    requestWasSuccessful,
+    ...rest
   } = options;
+  const limitFor = typeof limitOption === 'function' ? limitOption : undefined;
+  if (limitFor && rest.name === undefined) {
+    throw new RateLimitConfigError(
+      'name is required when limit is a function: it names the counters every limit shares',
+      'name',
+    );
+  }
+  const limiterOptions: RateLimiterOptions = {
+    ...rest,
+    limit: limitFor ? PER_REQUEST_LIMIT : (limitOption as number),
+  };
+  for (const [option, value] of [
+    ['skipSuccessfulRequests', skipSuccessfulRequests],
+    ['skipFailedRequests', skipFailedRequests],
+  ] as const) {
+    if (typeof value !== 'boolean') {
+      throw new RateLimitConfigError(`${option} must be a boolean, got ${describe(value)}`, option);
+    }
+  }
+  checkFunction(requestWasSuccessful, 'requestWasSuccessful');
+  const refunds = skipSuccessfulRequests || skipFailedRequests;
   if (
     ipv6Subnet !== false &&
     (!Number.isInteger(ipv6Subnet) || ipv6Subnet < 32 || ipv6Subnet > 128)
@@ -125,9 +182,10 @@ export function rateLimit<
   }
 
   // Before the limiter exists: a throw after it would leak its Redis client.
-  const { limit: ruleLimit } = limiterOptions;
+  const ruleLimit = limiterOptions.limit;
   if (
     typeof cost === 'number' &&
+    !limitFor &&
     Number.isSafeInteger(ruleLimit) &&
     ruleLimit >= 1 &&
     cost > ruleLimit
@@ -151,15 +209,19 @@ export function rateLimit<
   const legacy = headers === 'legacy' || headers === 'both';
   const standard = headers === 'standard' || headers === 'both';
   const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
-  // Any other limit that decided (fallbackLimit; with 'share' it moves with
-  // the live instance count): rebuilt only when it changes.
-  let otherPolicy = { limit: limiter.fallbackLimit, item: '' };
-  otherPolicy.item = policyItem(limiter.name, otherPolicy.limit, limiter.windowMs);
+  // Any other limit that decided (fallbackLimit, which moves with the live
+  // instance count under 'share'; per-request limits): built once each, in a
+  // small cache that starts over rather than grow.
+  const otherPolicies = new Map<number, string>();
   const policyFor = (limit: number): string => {
     if (limit === limiter.limit) return policy;
-    if (limit !== otherPolicy.limit)
-      otherPolicy = { limit, item: policyItem(limiter.name, limit, limiter.windowMs) };
-    return otherPolicy.item;
+    let item = otherPolicies.get(limit);
+    if (item === undefined) {
+      if (otherPolicies.size >= 64) otherPolicies.clear();
+      item = policyItem(limiter.name, limit, limiter.windowMs);
+      otherPolicies.set(limit, item);
+    }
+    return item;
   };
   const limitText = String(limiter.limit);
   const clock = limiterOptions.clock ?? systemClock;
@@ -177,15 +239,52 @@ export function rateLimit<
 
   // The steps below stay synchronous unless a user function or Redis returns
   // a promise: no promise, closure or microtask per request otherwise.
+  // Response-aware counting: the hit was counted on arrival; once the
+  // response is over, give it back if it is of the kind not to count. Off
+  // the request's path: nothing here delays the response.
+  const refundWhenDone = (req: Req, res: Res, id: string, units: number): void => {
+    let settled = false;
+    const settle = (finished: boolean): void => {
+      if (settled) return;
+      settled = true;
+      // A response that never finished (the client went away) failed.
+      if (!finished) return giveBack(false);
+      if (!requestWasSuccessful) return giveBack(res.statusCode < 400);
+      let success: unknown;
+      try {
+        success = requestWasSuccessful(req, res);
+      } catch (error) {
+        return reportHookError(error);
+      }
+      if (isPromise(success)) success.then(value => giveBack(Boolean(value)), reportHookError);
+      else giveBack(Boolean(success));
+    };
+    const giveBack = (success: boolean): void => {
+      if (success ? !skipSuccessfulRequests : !skipFailedRequests) return;
+      // A refund that cannot reach Redis is reported by the limiter itself.
+      limiter.refund(id, units).catch(reportHookError);
+    };
+    res.once('finish', () => settle(true));
+    res.once('close', () => settle(false));
+  };
+  const reportHookError = (error: unknown): void => {
+    logger.warn(
+      `resilient-rate-limit: '${limiter.name}' could not decide whether to give a request's cost back; it stays counted`,
+      error,
+    );
+  };
+
   const respond = (
     req: Req,
     res: Res,
     next: NextFunction,
     result: RateLimitResult,
+    units: number,
   ): void | Promise<void> => {
     (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
     sendHeaders(res, result);
     if (result.allowed) {
+      if (refunds && result.source !== 'bypass') refundWhenDone(req, res, result.key, units);
       next();
     } else if (handler) {
       // Express 4 and Connect do not catch errors from async middleware.
@@ -216,22 +315,24 @@ export function rateLimit<
     next: NextFunction,
     id: unknown,
     units: unknown,
+    callLimit: unknown,
   ): void | Promise<void> => {
     let result: RateLimitResult | Promise<RateLimitResult>;
+    const limit = callLimit === undefined ? limiter.limit : callLimit;
     try {
+      if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
+        throw new RateLimitArgumentError(
+          `limit() must return a positive whole number, got ${describe(limit)}`,
+        );
+      }
       if (typeof id !== 'string' || id === '') {
         throw new RateLimitArgumentError(
           `key() must return a non-empty string, got ${describe(id)}`,
         );
       }
-      if (
-        typeof units !== 'number' ||
-        !Number.isSafeInteger(units) ||
-        units < 1 ||
-        units > limiter.limit
-      ) {
+      if (typeof units !== 'number' || !Number.isSafeInteger(units) || units < 1 || units > limit) {
         throw new RateLimitArgumentError(
-          `cost() must return a whole number from 1 to the limit (${limiter.limit}), got ${describe(units)}`,
+          `cost() must return a whole number from 1 to the limit (${limit}), got ${describe(units)}`,
         );
       }
       if (countedBefore(req, id)) {
@@ -239,16 +340,37 @@ export function rateLimit<
         next();
         return undefined;
       }
-      result = limiter.decide(id, units);
+      result = limiter.decide(id, units, callLimit === undefined ? undefined : limit);
     } catch (error) {
       fail(res, next, error);
       return undefined;
     }
-    if (!isPromise(result)) return respond(req, res, next, result);
+    if (!isPromise(result)) return respond(req, res, next, result, units);
     return result.then(
-      settled => respond(req, res, next, settled),
+      settled => respond(req, res, next, settled, units),
       (error: unknown) => fail(res, next, error),
     );
+  };
+
+  const withLimit = (
+    req: Req,
+    res: Res,
+    next: NextFunction,
+    id: unknown,
+    units: unknown,
+  ): void | Promise<void> => {
+    if (limitFor === undefined) return decide(req, res, next, id, units, undefined);
+    let callLimit: unknown;
+    try {
+      callLimit = limitFor(req);
+    } catch (error) {
+      next(error);
+      return undefined;
+    }
+    if (isPromise(callLimit)) {
+      return callLimit.then(resolved => decide(req, res, next, id, units, resolved), next);
+    }
+    return decide(req, res, next, id, units, callLimit);
   };
 
   const withCost = (req: Req, res: Res, next: NextFunction, id: unknown): void | Promise<void> => {
@@ -259,8 +381,10 @@ export function rateLimit<
       next(error);
       return undefined;
     }
-    if (isPromise(units)) return units.then(resolved => decide(req, res, next, id, resolved), next);
-    return decide(req, res, next, id, units);
+    if (isPromise(units)) {
+      return units.then(resolved => withLimit(req, res, next, id, resolved), next);
+    }
+    return withLimit(req, res, next, id, units);
   };
 
   const limit = (req: Req, res: Res, next: NextFunction): void | Promise<void> => {

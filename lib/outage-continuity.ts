@@ -37,10 +37,15 @@ export type ContinuityRule = {
  */
 export type ContinuityArgs = number[];
 
-/** Sends one decision for a key to Redis, with `args` when there are any. */
-export type Send = (args: ContinuityArgs | undefined) => Promise<RedisDecision>;
-
 type Outgoing = { args: ContinuityArgs; entry: PendingEntry | undefined; sent: PendingSnapshot };
+
+/** One call for a key, from `prepare()` to `settle()`. */
+export type Ticket = {
+  readonly storageKey: string;
+  readonly startedAt: number;
+  readonly mark: number;
+  readonly outgoing: Outgoing | undefined;
+};
 
 /**
  * Keeps one rule's counts continuous across Redis outages and data loss, in
@@ -98,43 +103,50 @@ export class OutageContinuity {
   }
 
   /**
-   * Sends one call for `storageKey` with what this instance holds for it, and
-   * folds the answer back: acknowledged hits are forgotten, the answer is
-   * mirrored into memory. Callers first wait for `inFlight(storageKey)`.
-   * `startedAt` is the local time the caller started (ms).
+   * What to send with one call for `storageKey`: the script's continuity
+   * arguments (undefined on the hot path, when this instance holds nothing
+   * for the key) and what `settle()` needs afterwards. Callers first wait for
+   * `inFlight(storageKey)`, then send, then `hold()` the call if it carries
+   * local units. `now` is the local time the call starts (ms).
    */
-  exchange(storageKey: string, startedAt: number, send: Send): Promise<RedisDecision> {
-    const mark = this.resets.mark();
-    const outgoing = this.outgoing(storageKey, startedAt);
-    const call = send(outgoing?.args);
-    const entry = outgoing?.entry;
-    if (entry !== undefined) {
-      const settled = call.then(
-        () => undefined,
-        () => undefined,
-      );
-      entry.inFlight = settled;
-      void settled.then(() => {
-        if (entry.inFlight === settled) entry.inFlight = undefined;
-        this.pendingHits.tidy(entry);
-      });
-    }
-    if (outgoing === undefined && !this.rule.failClosed) return call;
-    return call.then(decision => {
-      if (entry !== undefined && outgoing !== undefined) {
-        // A no-op when a reset dropped the entry meanwhile.
-        const before = this.pendingHits.hits;
-        this.pendingHits.acknowledge(entry, outgoing.sent);
-        this.acknowledged.hits += before - this.pendingHits.hits;
-        this.acknowledged.keys++;
-      }
-      // A reset or refund after this call started wins: the answer describes
-      // the state before it, so it must not become this instance's view.
-      if (this.rule.failClosed && !this.resets.since(storageKey, mark)) {
-        this.adopt(storageKey, decision, startedAt);
-      }
-      return decision;
+  prepare(storageKey: string, now: number): Ticket {
+    const outgoing = this.outgoing(storageKey, now);
+    return { storageKey, startedAt: now, mark: this.resets.mark(), outgoing };
+  }
+
+  /** Marks the key as having a call out that carries its local units. */
+  hold(ticket: Ticket, call: Promise<unknown>): void {
+    const entry = ticket.outgoing?.entry;
+    if (entry === undefined) return;
+    const settled = call.then(
+      () => undefined,
+      () => undefined,
+    );
+    entry.inFlight = settled;
+    void settled.then(() => {
+      if (entry.inFlight === settled) entry.inFlight = undefined;
+      this.pendingHits.tidy(entry);
     });
+  }
+
+  /**
+   * Folds Redis's answer to a prepared call back: the local units it carried
+   * are forgotten, and the answer becomes this instance's view of the key.
+   */
+  settle(ticket: Ticket, decision: RedisDecision): void {
+    const { outgoing } = ticket;
+    if (outgoing?.entry !== undefined) {
+      // A no-op when a reset dropped the entry meanwhile.
+      const before = this.pendingHits.hits;
+      this.pendingHits.acknowledge(outgoing.entry, outgoing.sent);
+      this.acknowledged.hits += before - this.pendingHits.hits;
+      this.acknowledged.keys++;
+    }
+    // A reset or refund after this call started wins: the answer describes
+    // the state before it, so it must not become this instance's view.
+    if (this.rule.failClosed && !this.resets.since(ticket.storageKey, ticket.mark)) {
+      this.adopt(ticket.storageKey, decision, ticket.startedAt);
+    }
   }
 
   /**

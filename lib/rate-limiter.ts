@@ -33,6 +33,9 @@ import {
   warnIfOfflineQueue,
 } from './redis-client.js';
 import { noteLimiterCreated } from './serving-watch.js';
+import { reportPermissionError } from './redis-acl.js';
+import { describeRedisFailure, watchConnectionErrors } from './redis-failure.js';
+import { redactError } from './secrets.js';
 import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
@@ -71,14 +74,6 @@ export interface RateLimiterEvents {
 const WRITE_BACK_TIMEOUT_MS = 1000;
 /** How soon outage hits recorded while the breaker stayed closed are written back (ms). */
 const WRITE_BACK_DELAY_MS = 1000;
-
-// ioredis's wording for "not connected" names an option, not the problem.
-function describeFailure(reason: FallbackReason, error: unknown): string {
-  if (reason === 'not-connected') return 'Redis is not connected';
-  if (reason !== 'error' || !(error instanceof Error)) return reason;
-  if (error.message.includes("Stream isn't writeable")) return 'Redis is not connected';
-  return error.message;
-}
 
 /**
  * The framework-free core: decides whether `key` may spend `cost` units now.
@@ -158,7 +153,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           this.emit('pendingDropped', event);
           this.metrics?.pendingDropped?.(this.name, event.hits);
         },
-        onStoreError: error => this.emit('storeError', error),
+        onStoreError: error => this.emitStoreError(error),
       },
       this.memory,
       this.resets,
@@ -181,6 +176,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         client = config.redis;
         warnIfOfflineQueue(client, config.logger);
       }
+      watchConnectionErrors(client, config.logger);
       const breakers = acquireBreakers(client, config.breaker, config.logger);
       this.breakers = breakers;
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
@@ -388,7 +384,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     breaker: StoreBreaker,
     storageKey: string,
     redisKey: string,
-    call: DecisionParams,
+    /** A fresh object per call: its `now` is set here, once any wait is over. */
+    params: DecisionParams,
     budgetMs: number,
   ): Promise<RedisDecision> {
     const deadline = performance.now() + budgetMs;
@@ -396,15 +393,18 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       await withTimeout(wait, Math.max(1, deadline - performance.now()));
       wait = this.continuity.inFlight(storageKey);
     }
-    const params = { ...call, now: this.config.clock.now() };
-    return this.continuity.exchange(storageKey, params.now, args =>
-      breaker.execute(() =>
-        withTimeout(
-          store.consume(redisKey, params, args),
-          Math.max(1, Math.round(deadline - performance.now())),
-        ),
+    params.now = this.config.clock.now();
+    const ticket = this.continuity.prepare(storageKey, params.now);
+    const sent = breaker.execute(() =>
+      withTimeout(
+        store.consume(redisKey, params, ticket.outgoing?.args),
+        Math.max(1, Math.round(deadline - performance.now())),
       ),
     );
+    this.continuity.hold(ticket, sent);
+    const decision = await sent;
+    this.continuity.settle(ticket, decision);
+    return decision;
   }
 
   /**
@@ -466,7 +466,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         );
         return decision.live ? this.fromRedis(key, decision, this.limit) : undefined;
       } catch (error) {
-        if (!isBrokenCircuitError(error)) this.emit('storeError', error);
+        if (!isBrokenCircuitError(error)) this.emitStoreError(error);
       }
     }
     const limit = this.redisStore ? this.fallbackLimit : this.limit;
@@ -555,6 +555,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         withTimeout(store.reset(redisKey, this.params(this.limit, 0, now)), this.config.timeoutMs),
       );
     } catch (error) {
+      this.noteStoreError(error);
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });
     }
   }
@@ -612,12 +613,12 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     reason: FallbackReason,
     error?: unknown,
   ): RateLimitResult {
-    if (error !== undefined && reason !== 'breaker-open') this.emit('storeError', error);
+    if (error !== undefined && reason !== 'breaker-open') this.emitStoreError(error);
     const source: 'memory' | 'bypass' = this.failClosed ? 'memory' : 'bypass';
     if (!this.inOutage) {
       this.inOutage = true;
       this.config.logger.warn(
-        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeFailure(reason, error)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
+        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeRedisFailure(reason, error, this.redisStore?.client)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
       );
     }
     // Per request during an outage: build the event only for a listener.
@@ -640,6 +641,21 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const configured = this.config.fallbackLimit;
     if (configured === 'share') return outageBudget(limit, configured, this.liveInstances ?? 1);
     return Math.min(limit, this.fallbackLimit);
+  }
+
+  // Credentials off the error first: listeners, causes and logs get it next.
+  private noteStoreError(error: unknown): void {
+    redactError(error);
+    if (this.redisStore) {
+      const probeKey = this.config.prefix + '{' + this.name + '}';
+      const { client } = this.redisStore;
+      reportPermissionError(client, error, probeKey, this.config.prefix, this.config.logger);
+    }
+  }
+
+  private emitStoreError(error: unknown): void {
+    this.noteStoreError(error);
+    this.emit('storeError', error);
   }
 
   private bypass(key: string, limit = this.limit): RateLimitResult {

@@ -7,7 +7,10 @@ import type { RedisClient } from './options.js';
  * command at once instead of holding it: no offline queue (queued commands
  * replay after reconnect and count twice), no per-request retries, no resend
  * of unanswered commands, a short connect timeout, and reconnects backing off
- * up to 2 s in the background.
+ * up to 2 s in the background. It sends nothing outside REDIS_COMMANDS
+ * (lib/redis-acl.ts), so a least-privilege ACL user serves it without denials:
+ * no INFO ready check (a Redis still loading answers LOADING, a store failure
+ * like any other) and no CLIENT SETINFO.
  */
 export function createFailFastClient(url: string): Redis {
   const client = new Redis(url, {
@@ -16,6 +19,8 @@ export function createFailFastClient(url: string): Redis {
     autoResendUnfulfilledCommands: false,
     connectTimeout: 1000,
     enableAutoPipelining: true,
+    enableReadyCheck: false,
+    disableClientInfo: true,
     retryStrategy: times => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     // How long disconnect() waits for a graceful close before destroying the
     // socket (ioredis default 2 s): a dead Redis never closes, and that timer

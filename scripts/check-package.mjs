@@ -1,5 +1,6 @@
 // Packs the package as npm would and checks the tarball the way consumers see
-// it: publint for package.json/exports mistakes, attw for types that resolve
+// it: only what users need is in it (the built code, its types, the docs),
+// publint for package.json/exports mistakes, attw for types that resolve
 // differently under require and import.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -25,6 +26,39 @@ for (const [how, value] of Object.entries(entryPoints)) {
 if (esm.default !== esm.rateLimit || cjs.default !== cjs.rateLimit) {
   throw new Error('the default export is not the rateLimit named export');
 }
+
+// Everything a user needs, and nothing else: no sources, tests, source maps
+// (their sources do not ship), configs or scripts.
+const SHIPPED = [
+  /^(package\.json|README\.md|LICENSE|CHANGELOG\.md)$/,
+  /^dist\/(cjs|esm)\/package\.json$/,
+  /^dist\/(cjs|esm)\/([a-z-]+\/)*[a-z-]+\.(js|d\.ts)$/,
+];
+
+const listed = JSON.parse(
+  execFileSync('npm', ['pack', '--dry-run', '--json'], { encoding: 'utf8' }),
+);
+const files = listed[0].files.map(file => file.path);
+const extra = files.filter(path => !SHIPPED.some(pattern => pattern.test(path)));
+// Every lib module ships in both halves, with its types.
+const modules = readdirSync('lib', { recursive: true, encoding: 'utf8' })
+  .filter(path => path.endsWith('.ts'))
+  .map(path => path.slice(0, -3));
+const missing = ['cjs', 'esm'].flatMap(half =>
+  modules.flatMap(module =>
+    [`dist/${half}/${module}.js`, `dist/${half}/${module}.d.ts`].filter(
+      path => !files.includes(path),
+    ),
+  ),
+);
+if (extra.length > 0 || missing.length > 0) {
+  console.error(
+    `npm pack would ship files users do not need: ${JSON.stringify(extra)}; ` +
+      `or miss files they do: ${JSON.stringify(missing)}`,
+  );
+  process.exit(1);
+}
+console.log(`npm pack: ${files.length} files, all needed`);
 
 const dir = mkdtempSync(join(tmpdir(), 'rrl-pack-'));
 try {

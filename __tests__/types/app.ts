@@ -96,3 +96,28 @@ rateLimit({
   // @ts-expect-error req is Express's Request, which has no such method
   key: req => req.noSuchMethod(),
 });
+
+// README "Per-request limits" and "Count only failed logins".
+const plans: Record<string, number> = { free: 3, pro: 100 };
+const perPlan = rateLimit({
+  name: 'tenant-create-by-plan',
+  limit: async req => plans[req.header('x-plan') ?? 'free'] ?? 3,
+  window: '1d',
+  redis,
+});
+const logins = rateLimit({
+  name: 'credential-updates',
+  limit: 5,
+  window: '1h',
+  redis,
+  skipSuccessfulRequests: true,
+  requestWasSuccessful: (req, res) => res.statusCode < 400 && req.method === 'PUT',
+});
+app.put('/users/:id/credentials', logins, perPlan, (_req, res) => res.sendStatus(204));
+void core.consume('user-1', 1, { limit: 5 }).then(() => core.refund('user-1'));
+rateLimit({
+  name: 'x',
+  // @ts-expect-error limit() returns a number
+  limit: () => 'five',
+  window: '1s',
+});

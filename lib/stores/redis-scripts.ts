@@ -48,9 +48,11 @@ local live = 0
 -- The caller's view is stale when the key was reset after it was taken.
 local viewed = ARGV[5] ~= nil
 local known = false
+local stale = false
 if viewed then
   local age = tonumber(ARGV[5])
-  known = age >= 0 and now - age >= r
+  stale = age >= 0 and now - age < r
+  known = age >= 0 and not stale
 end
 -- A read (cost 0) answers for a request of one unit, without counting it.
 local units = math.max(cost, 1)
@@ -99,13 +101,16 @@ if viewed then
   local mine, back = tonumber(ARGV[8]), tonumber(ARGV[9])
   local seen = 0
   if known then seen = math.max(0, count - mine + back) end
-  -- A live window is restored even at count 0 (refunded): its start still counts.
-  if now < start + window and (seen > 0 or mine > 0 or back > 0 or live == 0) then
+  -- A live window is restored even at count 0 (refunded): its start still
+  -- counts, unless a reset since the view was taken ended it.
+  if now < start + window and (seen > 0 or mine > 0 or back > 0 or (live == 0 and not stale)) then
     local base, start2 = seen, start
     if live == 1 then
       base = math.max(a, seen)
-      -- A window restored after data loss keeps its original start.
-      start2 = math.min(b, start)
+      -- Two live windows (Redis's, and one memory opened when it could not
+      -- see Redis's): the merged count lives until the later one ends, so
+      -- neither window's hits are forgotten early.
+      start2 = math.max(b, start)
     end
     local count2 = math.max(0, base - back) + mine
     if count2 ~= a or start2 ~= b then
