@@ -3,16 +3,25 @@ import type { RateLimitResult } from './types.js';
 type Block = { retryAt: number; until: number; resetAt: number; limit: number };
 
 /**
+ * How long a denial is replayed without asking Redis again, in ms. A reset
+ * or refund on another instance (or limiter), or a Redis data loss, is seen
+ * at most this late.
+ */
+export const MAX_REPLAY_MS = 1000;
+
+/**
  * Remembers keys Redis denied outright (nothing left for a one-unit request)
- * until the wait Redis gave them has passed, so a client hammering its limit
- * costs no Redis round trip per request. While the entry holds, Redis would
- * answer exactly the same (denials consume nothing, and the wait is when
- * capacity frees), so the cached answer is the real one. Only one-unit
- * requests are answered from it: a larger one has its own, later wait.
- * Bounded: when full it is cleared, which only costs a round trip per key.
+ * for up to MAX_REPLAY_MS (or less, until the wait Redis gave them has
+ * passed), so a client hammering its limit costs at most one Redis round
+ * trip per second instead of one per request. Unless something changed the
+ * key in Redis since (a reset, a refund, a lost key), Redis would answer the
+ * same (denials consume nothing), so the replayed answer says `redis`.
+ * Only one-unit requests are answered from it: a larger one has its own,
+ * later wait. Bounded: when full it is cleared, which only costs a round
+ * trip per key.
  *
- * A `reset()` on this instance clears the key here; a reset made on another
- * instance is seen once the cached wait ends.
+ * A `reset()` on this instance clears the key here (forget()); anything done
+ * elsewhere is seen within MAX_REPLAY_MS.
  */
 export class BlockCache {
   private readonly blocks = new Map<string, Block>();
@@ -30,7 +39,7 @@ export class BlockCache {
     this.blocks.set(storageKey, {
       retryAt,
       // A sliding window's reset moves at the window edge: trust it until then.
-      until: Math.min(retryAt, Math.max(result.resetAt, now + 1)),
+      until: Math.min(retryAt, Math.max(result.resetAt, now + 1), now + MAX_REPLAY_MS),
       resetAt: result.resetAt,
       limit: result.limit,
     });
@@ -56,6 +65,7 @@ export class BlockCache {
     };
   }
 
+  /** Discards the cached denial of one key (a reset or refund made it stale). */
   forget(storageKey: string): void {
     this.blocks.delete(storageKey);
   }

@@ -60,6 +60,26 @@ export class RateLimitStoreError extends RateLimitError {
   }
 }
 
+/**
+ * A function the user supplied (event listener, logger or metrics method)
+ * threw. Reported through the limiter's `storeError` event; the decision it
+ * ran next to was not affected.
+ */
+export class RateLimitHookError extends RateLimitError {
+  constructor(
+    /** Which hook threw, e.g. `'breakerHalfOpen listener'` or `'metrics.decision'`. */
+    readonly hook: string,
+    cause: unknown,
+  ) {
+    super(
+      `resilient-rate-limit: ${hook} threw: ${cause instanceof Error ? cause.message : String(cause)}`,
+      'ERR_RRL_HOOK',
+    );
+    this.name = 'RateLimitHookError';
+    this.cause = cause;
+  }
+}
+
 const hasBrand = (e: unknown): e is RateLimitError =>
   typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[brand] === true;
 

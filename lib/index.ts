@@ -41,6 +41,7 @@ export {
   RateLimitCapacityError,
   RateLimitTimeoutError,
   RateLimitStoreError,
+  RateLimitHookError,
   isRateLimitError,
   isRateLimitConfigError,
   isRateLimitCapacityError,

@@ -231,3 +231,31 @@ export function createPrometheusMetrics(
     },
   };
 }
+
+/**
+ * `metrics` with every method wrapped by `hooks`: a sink that throws loses
+ * its sample and is reported once, never changes a decision.
+ */
+export function isolateMetrics(
+  metrics: RateLimitMetrics,
+  hooks: { call<T>(hook: string, fn: () => T): T | undefined },
+): RateLimitMetrics {
+  return {
+    attach(source) {
+      const detach = hooks.call('metrics.attach', () => metrics.attach(source));
+      return () => {
+        if (typeof detach === 'function') hooks.call('metrics.attach (detach)', detach);
+      };
+    },
+    decision: (rule, source, allowed) =>
+      hooks.call('metrics.decision', () => metrics.decision(rule, source, allowed)),
+    redisLatency: (rule, seconds) =>
+      hooks.call('metrics.redisLatency', () => metrics.redisLatency(rule, seconds)),
+    reconciled: (rule, hits) =>
+      hooks.call('metrics.reconciled', () => metrics.reconciled(rule, hits)),
+    pendingDropped: (rule, hits) =>
+      hooks.call('metrics.pendingDropped', () => metrics.pendingDropped?.(rule, hits)),
+    outageAdmitted: (rule, cost) =>
+      hooks.call('metrics.outageAdmitted', () => metrics.outageAdmitted?.(rule, cost)),
+  };
+}

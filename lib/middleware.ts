@@ -16,11 +16,13 @@ import {
 import type { DefaultRequest, DefaultResponse } from './framework-types.js';
 import { createIpKeyGenerator } from './key-generator.js';
 import { createProxyCheck } from './proxy-check.js';
+import { toSafeLogger } from './logger.js';
 import { createSingleCount } from './single-count.js';
 import { warnWithCode } from './warnings.js';
 import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
 import { RateLimiter } from './rate-limiter.js';
+import { markServing } from './serving-watch.js';
 import type { Logger, RateLimitResult } from './types.js';
 
 type Awaitable<T> = T | Promise<T>;
@@ -179,14 +181,19 @@ export function rateLimit<
     );
   }
 
-  const limiter = new RateLimiter(limiterOptions);
-  if (typeof cost === 'number' && !limitFor && cost > limiter.limit) {
-    throw new RateLimitConfigError(
-      `cost (${cost}) must not exceed limit (${limiter.limit})`,
-      'cost',
-    );
+  // Before the limiter exists: a throw after it would leak its Redis client.
+  const ruleLimit = limiterOptions.limit;
+  if (
+    typeof cost === 'number' &&
+    !limitFor &&
+    Number.isSafeInteger(ruleLimit) &&
+    ruleLimit >= 1 &&
+    cost > ruleLimit
+  ) {
+    throw new RateLimitConfigError(`cost (${cost}) must not exceed limit (${ruleLimit})`, 'cost');
   }
-  const logger = limiterOptions.logger ?? console;
+  const limiter = new RateLimiter(limiterOptions);
+  const logger = toSafeLogger(limiterOptions.logger ?? console);
   const keyFor = key ?? defaultKey<Req>(ipv6Subnet, logger);
   const countedBefore = createSingleCount();
   let warnedDoubleCount = false;
@@ -392,6 +399,7 @@ export function rateLimit<
     return withCost(req, res, next, id);
   };
 
+  let served = false;
   // Typed for any Node request so it mounts anywhere; the callbacks above
   // see the Req/Res the options were typed with.
   const middleware = (
@@ -401,6 +409,10 @@ export function rateLimit<
   ): void | Promise<void> => {
     const req = incoming as Req;
     const res = response as Res;
+    if (!served) {
+      served = true;
+      markServing();
+    }
     if (skip === undefined) return limit(req, res, next);
     let skipped: unknown;
     try {

@@ -1,8 +1,9 @@
 import type { CircuitBreakerPolicy } from 'cockatiel';
 import type { Cluster, Redis } from 'ioredis';
 import { systemClock, type Clock } from './clock.js';
-import { describe, parseDuration } from './duration.js';
+import { MAX_TIMER_MS, MAX_WINDOW_MS, describe, parseDuration } from './duration.js';
 import { RateLimitConfigError } from './errors.js';
+import { toSafeLogger } from './logger.js';
 import { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
 import type { RateLimitMetrics } from './metrics.js';
 import type { AlgorithmName, Logger } from './types.js';
@@ -152,7 +153,7 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
     );
   }
   const limit = positiveInteger(options.limit, 'limit');
-  const windowMs = parseDuration(options.window, 'window');
+  const windowMs = parseDuration(options.window, 'window', MAX_WINDOW_MS);
   const algorithm = options.algorithm ?? 'fixed-window';
   if (!ALGORITHMS.includes(algorithm)) {
     throw new RateLimitConfigError(
@@ -167,7 +168,8 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
       'failClosed',
     );
   }
-  const timeoutMs = options.timeout === undefined ? 100 : parseDuration(options.timeout, 'timeout');
+  const timeoutMs =
+    options.timeout === undefined ? 100 : parseDuration(options.timeout, 'timeout', MAX_TIMER_MS);
   const fallbackLimit = parseFallbackLimit(options.fallbackLimit, limit);
   const instanceHorizonMs = parseInstanceHorizon(options.instanceHorizon);
   const prefix = options.prefix ?? 'rl:';
@@ -179,13 +181,7 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
   }
   const named = options.name !== undefined;
   const name = named ? parseName(options.name) : `${algorithm}-${limit}-per-${windowMs}ms`;
-  const clock = options.clock ?? systemClock;
-  if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
-    throw new RateLimitConfigError(
-      `clock must have a now() method, got ${describe(clock)}`,
-      'clock',
-    );
-  }
+  const clock = parseClock(options.clock);
   const redisTime = options.redisTime ?? 'redis';
   if (redisTime !== 'redis' && redisTime !== 'clock') {
     throw new RateLimitConfigError(
@@ -193,23 +189,8 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
       'redisTime',
     );
   }
-  const logger = options.logger ?? defaultLogger;
-  if (typeof logger !== 'object' || logger === null || typeof logger.warn !== 'function') {
-    throw new RateLimitConfigError(
-      `logger must have warn/error/info methods, got ${describe(logger)}`,
-      'logger',
-    );
-  }
-  const metrics = options.metrics;
-  if (
-    metrics !== undefined &&
-    (typeof metrics !== 'object' || metrics === null || typeof metrics.decision !== 'function')
-  ) {
-    throw new RateLimitConfigError(
-      `metrics must come from createPrometheusMetrics() or implement RateLimitMetrics, got ${describe(metrics)}`,
-      'metrics',
-    );
-  }
+  const logger = toSafeLogger(options.logger ?? defaultLogger);
+  const metrics = parseMetrics(options.metrics);
   const { memory, ownsMemory } = parseMemory(options.memory, options.clock);
   return {
     name,
@@ -362,14 +343,66 @@ function parseBreaker(breaker: unknown): Required<BreakerOptions> | CircuitBreak
     );
   }
   if (typeof (breaker as CircuitBreakerPolicy).execute === 'function') {
+    // A retry or timeout policy also has execute(); the limiter needs the
+    // breaker events and state, and would fail on the first call without them.
+    const missing = ['onBreak', 'onHalfOpen', 'onReset'].filter(
+      event => typeof (breaker as Record<string, unknown>)[event] !== 'function',
+    );
+    if (missing.length > 0 || typeof (breaker as CircuitBreakerPolicy).state !== 'number') {
+      throw new RateLimitConfigError(
+        `breaker must be { threshold, halfOpenAfter } or a cockatiel CircuitBreakerPolicy; got a policy without ${missing.length > 0 ? missing.join(', ') : 'a circuit state'} (a retry or timeout policy?)`,
+        'breaker',
+      );
+    }
     return breaker as CircuitBreakerPolicy;
   }
   rejectUnknownOptions(breaker, ['threshold', 'halfOpenAfter']);
   const { threshold = 5, halfOpenAfter = 30_000 } = breaker as BreakerOptions;
   return {
     threshold: positiveInteger(threshold, 'breaker.threshold'),
-    halfOpenAfter: parseDuration(halfOpenAfter, 'breaker.halfOpenAfter'),
+    halfOpenAfter: parseDuration(halfOpenAfter, 'breaker.halfOpenAfter', MAX_TIMER_MS),
   };
+}
+
+const METRICS_METHODS = ['attach', 'decision', 'redisLatency', 'reconciled'] as const;
+const OPTIONAL_METRICS_METHODS = ['pendingDropped', 'outageAdmitted'] as const;
+
+function parseMetrics(metrics: unknown): RateLimitMetrics | undefined {
+  if (metrics === undefined) return undefined;
+  const given = metrics as Record<string, unknown> | null;
+  const missing =
+    typeof metrics === 'object' && given !== null
+      ? [
+          ...METRICS_METHODS.filter(m => typeof given[m] !== 'function'),
+          ...OPTIONAL_METRICS_METHODS.filter(
+            m => given[m] !== undefined && typeof given[m] !== 'function',
+          ),
+        ]
+      : METRICS_METHODS;
+  if (missing.length > 0) {
+    throw new RateLimitConfigError(
+      `metrics must come from createPrometheusMetrics() or implement RateLimitMetrics (${METRICS_METHODS.join(', ')}); missing or not functions: ${missing.join(', ')} in ${describe(metrics)}`,
+      'metrics',
+    );
+  }
+  return metrics as RateLimitMetrics;
+}
+
+function parseClock(clock: unknown): Clock {
+  if (clock === undefined) return systemClock;
+  const now =
+    typeof clock === 'object' && clock !== null && typeof (clock as Clock).now === 'function'
+      ? (clock as Clock).now()
+      : undefined;
+  // Called once here so a clock returning a Date or a string fails now, not
+  // as NaN counters later.
+  if (typeof now !== 'number' || !Number.isFinite(now)) {
+    throw new RateLimitConfigError(
+      `clock must have a now() method returning epoch ms, got ${describe(clock)}${now === undefined ? '' : ` whose now() gave ${describe(now)}`}`,
+      'clock',
+    );
+  }
+  return clock as Clock;
 }
 
 function parseMemory(
@@ -381,6 +414,12 @@ function parseMemory(
   if (memory !== undefined && (typeof memory !== 'object' || memory === null)) {
     throw new RateLimitConfigError(
       `memory must be a MemoryStore or { maxKeys, whenFull }, got ${describe(memory)}`,
+      'memory',
+    );
+  }
+  if (memory !== undefined && typeof (memory as { consume?: unknown }).consume === 'function') {
+    throw new RateLimitConfigError(
+      'memory must be a MemoryStore from this copy of resilient-rate-limit, or { maxKeys, whenFull }; got another store object (two installed copies of the package?)',
       'memory',
     );
   }

@@ -1,8 +1,20 @@
 import { EventEmitter } from 'node:events';
 import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
-import { acquireBreakers, type BreakerRegistry, type StoreBreaker } from './breaker.js';
+import type { StoreBreaker } from './breaker.js';
+import {
+  acquireBreakers,
+  checkBreakers,
+  releaseBreakers,
+  type BreakerRegistry,
+} from './breaker-registry.js';
 import { checkCost, checkKey, checkLimit } from './arguments.js';
-import { RateLimitStoreError, isRateLimitCapacityError, RateLimitTimeoutError } from './errors.js';
+import {
+  RateLimitStoreError,
+  isRateLimitCapacityError,
+  RateLimitTimeoutError,
+  type RateLimitHookError,
+} from './errors.js';
+import { HookRunner } from './hook-runner.js';
 import {
   LIMITER_OPTIONS,
   parseLimiterOptions,
@@ -14,7 +26,13 @@ import {
   type RedisClient,
 } from './options.js';
 import { registerLimiter } from './limiter-registry.js';
-import { acquireUrlClient, releaseUrlClient, warnIfOfflineQueue } from './redis-client.js';
+import {
+  acquireUrlClient,
+  peekUrlClient,
+  releaseUrlClient,
+  warnIfOfflineQueue,
+} from './redis-client.js';
+import { noteLimiterCreated } from './serving-watch.js';
 import { reportPermissionError } from './redis-acl.js';
 import {
   describeRedisFailure,
@@ -36,12 +54,12 @@ import {
   releaseInstanceRegistry,
   type InstanceRegistry,
 } from './instance-registry.js';
-import type { RateLimitMetrics } from './metrics.js';
+import { isolateMetrics, type RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
 import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
 
 /** Why a decision was made locally instead of in Redis. */
-export type FallbackReason = 'breaker-open' | 'timeout' | 'error';
+export type FallbackReason = 'breaker-open' | 'not-connected' | 'timeout' | 'error';
 
 export type FallbackEvent = { source: 'memory' | 'bypass'; key: string; reason: FallbackReason };
 
@@ -86,15 +104,26 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   private readonly resets: ResetLog;
   private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly metrics: RateLimitMetrics | undefined;
+  private readonly hooks: HookRunner;
   private readonly registry: { client: RedisClient; registry: InstanceRegistry } | undefined;
   private inOutage = false;
   private closed = false;
 
+  /**
+   * @throws RateLimitConfigError for any invalid option, before anything is
+   *   created: no client, timer, listener or registry entry is left behind.
+   */
   constructor(options: RateLimiterOptions) {
     super();
     if (typeof options === 'object' && options !== null)
       rejectUnknownOptions(options, LIMITER_OPTIONS);
     const config = parseLimiterOptions(options);
+    // Validate first, then acquire: a breaker conflict must throw before the
+    // URL client is taken.
+    checkBreakers(
+      typeof config.redis === 'string' ? peekUrlClient(config.redis) : config.redis,
+      config.breaker,
+    );
     this.config = config;
     this.name = config.name;
     this.limit = config.limit;
@@ -102,6 +131,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.algorithm = config.algorithm;
     this.failClosed = config.failClosed;
     this.memory = config.memory ?? defaultMemoryStore();
+    this.hooks = new HookRunner(error => this.reportHookError(error), config.logger);
+    this.metrics = config.metrics && isolateMetrics(config.metrics, this.hooks);
     this.resets = new ResetLog(Math.max(2 * config.timeoutMs, WRITE_BACK_TIMEOUT_MS) + 1000);
     // A getter: with 'share' the budget follows the live instance count.
     const budget = (): number => this.fallbackLimit;
@@ -133,8 +164,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       this.resets,
     );
     this.blocks = new BlockCache(this.memory.maxKeys);
-    this.metrics = config.metrics;
-    if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
     warnIfWindowLooksLikeSeconds(this.name, options.window, config.logger);
     if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit) {
@@ -142,6 +171,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
     }
+    this.disposers.push({ dispose: noteLimiterCreated(config.logger) });
 
     if (config.redis !== undefined) {
       let client: RedisClient;
@@ -152,8 +182,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         warnIfOfflineQueue(client, config.logger);
       }
       watchConnectionErrors(client, config.logger);
-      this.breakers = acquireBreakers(client, config.breaker, config.logger);
+      const breakers = acquireBreakers(client, config.breaker, config.logger);
+      this.breakers = breakers;
       this.redisStore = new RedisStore(client, config.redisTime === 'clock');
+      this.disposers.push({ dispose: () => releaseBreakers(client, config.breaker, breakers) });
       if (config.fallbackLimit === 'share') {
         const registry = acquireInstanceRegistry(client, config.prefix, {
           horizonMs: config.instanceHorizonMs,
@@ -163,19 +195,24 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         this.registry = { client, registry };
       }
       this.disposers.push(
-        this.breakers.subscribe({
+        breakers.subscribe({
           open: () => this.emit('breakerOpen'),
           halfOpen: () => this.emit('breakerHalfOpen'),
           close: () => {
             this.inOutage = false;
             markHealthy(client);
             this.emit('breakerClose');
-            void this.reconcile();
+            this.reconcile().catch(this.hooks.caught('reconciliation after recovery'));
+          },
+          // Hits admitted before the first connection go to Redis now.
+          connected: () => {
+            this.inOutage = false;
+            this.reconcile().catch(this.hooks.caught('reconciliation after connecting'));
           },
         }),
       );
     }
-    // Last, so a constructor that threw registered nothing.
+    // Near the end, so a constructor that threw registered nothing.
     this.disposers.push({
       dispose: registerLimiter({
         name: this.name,
@@ -187,6 +224,44 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         logger: config.logger,
       }),
     });
+    // Last: the metrics sink is user code and gets a fully built limiter.
+    if (this.metrics) this.disposers.push({ dispose: this.metrics.attach(this) });
+  }
+
+  /**
+   * Events are delivered in a microtask, each listener in its own try/catch,
+   * so a listener never runs on our stack (or cockatiel's) and a throw never
+   * changes a decision: it is reported once through `storeError` as a
+   * RateLimitHookError (or logged, when nobody listens to `storeError`).
+   * `'error'` keeps Node's own semantics.
+   */
+  override emit<K>(
+    event: keyof RateLimiterEvents | K,
+    ...args: K extends keyof RateLimiterEvents ? RateLimiterEvents[K] : never
+  ): boolean {
+    if (event === 'error') return super.emit(event, ...args);
+    if (this.listenerCount(event) === 0) return false;
+    queueMicrotask(() => {
+      for (const listener of this.rawListeners(event)) {
+        try {
+          (listener as unknown as (...a: unknown[]) => unknown).apply(this, args);
+        } catch (error) {
+          this.hooks.call(`${event} listener`, () => {
+            throw error;
+          });
+        }
+      }
+    });
+    return true;
+  }
+
+  private reportHookError(error: RateLimitHookError): void {
+    // A throwing storeError listener is logged, never re-emitted: no loops.
+    if (error.hook !== 'storeError listener' && this.listenerCount('storeError') > 0) {
+      this.emit('storeError', error);
+    } else {
+      this.hooks.logOnce(error.hook, error.cause);
+    }
   }
 
   /**
@@ -260,7 +335,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     const redisKey = this.redisKey(storageKey);
     const breaker = this.breakers.forKey(redisKey);
-    if (breaker.shouldSkip()) return this.fallBack(key, storageKey, cost, limit, 'breaker-open');
+    const skip = breaker.skipReason();
+    if (skip) return this.fallBack(key, storageKey, cost, limit, skip);
     // After the breaker check: during an outage the fallback decides (and
     // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
@@ -367,9 +443,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.writeBackTimer = setTimeout(() => {
       this.writeBackTimer = undefined;
       if (this.breakers?.state !== 'closed') return;
-      void this.reconcile().then(() => {
-        if (this.continuity.pending > 0) this.scheduleWriteBack();
-      });
+      this.reconcile()
+        .then(() => {
+          if (this.continuity.pending > 0) this.scheduleWriteBack();
+        })
+        .catch(this.hooks.caught('scheduled write-back'));
     }, WRITE_BACK_DELAY_MS);
     this.writeBackTimer.unref?.();
   }
@@ -504,6 +582,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     await this.continuity.settled();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
     if (this.registry) releaseInstanceRegistry(this.registry.client, this.registry.registry);
+    // After the breakers: they hold listeners on this client.
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();
   }

@@ -36,7 +36,15 @@ export function createFailFastClient(url: string): Redis {
 type ClientHandle = { client: Redis; users: number };
 const urlClients = new Map<string, ClientHandle>();
 
-/** One client per URL per process, so limiters on one URL share its breaker. */
+/** The client already built for `url`, if any, without acquiring it. */
+export function peekUrlClient(url: string): Redis | undefined {
+  return urlClients.get(url)?.client;
+}
+
+/**
+ * One client per URL per process, so limiters on one URL share its breaker.
+ * Reference-counted: pair each call with releaseUrlClient().
+ */
 export function acquireUrlClient(url: string): Redis {
   let handle = urlClients.get(url);
   if (!handle) {
@@ -47,7 +55,8 @@ export function acquireUrlClient(url: string): Redis {
   return handle.client;
 }
 
-export async function releaseUrlClient(url: string): Promise<void> {
+/** Gives back one acquireUrlClient(); the last one disconnects the client. */
+export function releaseUrlClient(url: string): void {
   const handle = urlClients.get(url);
   if (!handle || --handle.users > 0) return;
   urlClients.delete(url);

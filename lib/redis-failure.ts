@@ -101,6 +101,9 @@ export function describeRedisFailure(
   client: RedisClient | undefined,
 ): string {
   const connection = client && lastConnectionError(client);
+  if (reason === 'not-connected') {
+    return connection ? `Redis is not connected: ${connection}` : 'Redis is not connected';
+  }
   const message = messageOf(error);
   if (reason === 'error' && message !== undefined) {
     if (message.includes("Stream isn't writeable") || message.includes('Connection is closed')) {

@@ -10,7 +10,8 @@ export type WarningCode =
   | 'ERR_RRL_NAME_CONFLICT'
   | 'ERR_RRL_KEY_NOT_IP'
   | 'ERR_RRL_WINDOW_SECONDS'
-  | 'ERR_RRL_MEMORY_ONLY';
+  | 'ERR_RRL_MEMORY_ONLY'
+  | 'ERR_RRL_LIMITER_PER_REQUEST';
 
 /** `'resilient-rate-limit: [CODE] message'`, the form every coded log line takes. */
 export function codedMessage(code: WarningCode, message: string): string {

@@ -98,6 +98,33 @@ describe('RateLimiter on a Redis Cluster of 3 masters', () => {
     }
   });
 
+  it('decides locally before the client is ready and reports a closed breaker from then on', async () => {
+    const client = clusterClient();
+    const limiter = new RateLimiter({
+      name: uniqueName('early'),
+      limit: 1000,
+      window: '1h',
+      redis: client,
+      timeout: 1000,
+      breaker: { threshold: 3, halfOpenAfter: 60_000 },
+      logger: recordingLogger(),
+    });
+    try {
+      expect(client.status).not.toBe('ready');
+      for (let i = 0; i < 5; i++) {
+        expect((await limiter.consume(`early-${i}`)).source).toBe('memory');
+      }
+      await readyCluster(client);
+      const sources = new Set<string>();
+      for (let i = 0; i < 60; i++) sources.add((await limiter.consume(`user-${i}`)).source);
+      expect([...sources]).toEqual(['redis']);
+      // No breaker for "unassigned" slots is left open behind the live ones.
+      expect(limiter.breakerState).toBe('closed');
+    } finally {
+      await limiter.close();
+    }
+  });
+
   it('reloads the script on every shard after SCRIPT FLUSH', async () => {
     const name = uniqueName('flush');
     const client = clusterClient();
@@ -120,6 +147,34 @@ describe('RateLimiter on a Redis Cluster of 3 masters', () => {
       await limiter.close();
     }
   });
+
+  it('loads the script on a restarted master as it reconnects, so its first decision is one EVALSHA', async () => {
+    const name = uniqueName('probe');
+    const client = clusterClient();
+    await readyCluster(client);
+    const limiter = new RateLimiter({
+      name,
+      limit: 5,
+      window: '1h',
+      redis: client,
+      timeout: 1000,
+      breaker: { threshold: 100, halfOpenAfter: 100 },
+      logger: recordingLogger(),
+    });
+    try {
+      const victim = cluster.nodes[1] as RedisProcess;
+      const key = (await keysPerMaster(name)).get(victim) as string;
+      expect((await limiter.consume(key)).source).toBe('redis');
+      await victim.restart();
+      await cluster.waitUntilHealthy();
+      // The restarted node has an empty script cache until the client loads it.
+      await eventually(async () => (await limiter.consume(key)).source === 'redis', 10_000, 100);
+      expect(await victim.commandCount('eval')).toBe(0);
+      expect(await victim.commandCount('evalsha')).toBeGreaterThanOrEqual(1);
+    } finally {
+      await limiter.close();
+    }
+  }, 30_000);
 
   it('falls back only for the keys of a killed master, never a 5xx, and recovers when it returns', async () => {
     const client = clusterClient();

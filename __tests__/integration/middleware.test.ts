@@ -26,8 +26,10 @@ function limit(options: RateLimitOptions): RateLimitMiddleware {
   return middleware;
 }
 
-afterAll(async () => {
-  await Promise.all(created.map(middleware => middleware.limiter.close()));
+// After each test: limiters left open after serving would (rightly) trigger
+// the ERR_RRL_LIMITER_PER_REQUEST warning.
+afterEach(async () => {
+  await Promise.all(created.splice(0).map(middleware => middleware.limiter.close()));
 });
 
 const header = (name: string) => (req: IncomingMessage) => String(req.headers[name] ?? '');

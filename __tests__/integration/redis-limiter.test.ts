@@ -1,12 +1,18 @@
 import express from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { RateLimiter, isRateLimitConfigError, rateLimit } from '../../lib/index.js';
+import {
+  RateLimiter,
+  isRateLimitConfigError,
+  rateLimit,
+  type RateLimiterOptions,
+} from '../../lib/index.js';
 import { DECIDE_SCRIPTS } from '../../lib/stores/redis-scripts.js';
 
 const DECIDE_SHA = DECIDE_SCRIPTS['fixed-window'].sha;
 import { freePort } from '../helpers/free-port.js';
 import { RedisProcess } from '../helpers/redis-process.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
 
 let redis: RedisProcess;
@@ -310,6 +316,69 @@ describe('concurrency', () => {
     } finally {
       await Promise.all(limiters.map(l => l.close()));
       clients.forEach(c => c.disconnect());
+    }
+  });
+});
+
+describe('RateLimiter block cache bound', () => {
+  let boundClient: Redis;
+
+  beforeAll(async () => {
+    boundClient = failFastClient(redis.port);
+    await ready(boundClient);
+  });
+
+  afterAll(() => {
+    boundClient.disconnect();
+  });
+
+  function clocked(
+    name: string,
+    clock: ManualClock,
+    options: Partial<RateLimiterOptions> = {},
+  ): RateLimiter {
+    return new RateLimiter({
+      name,
+      limit: 1,
+      window: '1h',
+      redis: boundClient,
+      clock,
+      logger: recordingLogger(),
+      ...options,
+    });
+  }
+
+  it('replays a denial for at most 1 s, so a key Redis lost is admitted again within it', async () => {
+    const clock = new ManualClock(Date.now());
+    // Fail-open: this instance keeps no copy of the count that would restore
+    // the lost key; the bound alone must end the replayed denial.
+    const rl = clocked(uniqueName('lost'), clock, { failClosed: false });
+    try {
+      await rl.consume('alice');
+      expect(await rl.consume('alice')).toMatchObject({ allowed: false, source: 'redis' });
+      await boundClient.flushdb();
+      clock.tick(999);
+      // Still the replayed denial: the bound, not the 1 h wait, ends it.
+      expect(await rl.consume('alice')).toMatchObject({ allowed: false, source: 'redis' });
+      clock.tick(1);
+      expect(await rl.consume('alice')).toMatchObject({ allowed: true, source: 'redis' });
+    } finally {
+      await rl.close();
+    }
+  });
+
+  it('sees a reset made through another limiter of the same name within 1 s', async () => {
+    const clock = new ManualClock(Date.now());
+    const name = uniqueName('admin-unblock');
+    const [app, admin] = [clocked(name, clock), clocked(name, clock)];
+    try {
+      await app.consume('alice');
+      expect(await app.consume('alice')).toMatchObject({ allowed: false, source: 'redis' });
+      await admin.reset('alice');
+      clock.tick(1000);
+      expect(await app.consume('alice')).toMatchObject({ allowed: true, source: 'redis' });
+    } finally {
+      await Promise.all([app.close(), admin.close()]);
     }
   });
 });

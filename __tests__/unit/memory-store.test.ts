@@ -166,17 +166,39 @@ describe('MemoryStore', () => {
       expect(s.get('filler-0', at(T0 + 2))).toBeUndefined();
     });
 
-    it('evicts the least recently used exhausted key when every key is exhausted', () => {
+    it('denies a new key, for at most 1 s, rather than evict an exhausted one when only exhausted keys remain', () => {
       const s = store({ maxKeys: 2 });
       const one = (now: number) => at(now, { limit: 1 });
       s.consume('a', one(T0));
       s.consume('b', one(T0 + 1));
-      s.consume('a', one(T0 + 2)); // denied, but refreshes a
-      s.consume('c', one(T0 + 3));
+      const newcomer = s.consume('c', one(T0 + 2));
+      expect(newcomer).toMatchObject({ allowed: false, remaining: 0 });
+      expect(newcomer.retryAfterMs).toBeGreaterThan(0);
+      expect(newcomer.retryAfterMs).toBeLessThanOrEqual(1000);
       expect(s.size).toBe(2);
-      expect(s.get('b', one(T0 + 4))).toBeUndefined();
-      expect(s.get('a', one(T0 + 4))).toMatchObject({ allowed: false });
+      expect(s.get('c', one(T0 + 3))).toBeUndefined();
+      expect(s.get('a', one(T0 + 3))).toMatchObject({ allowed: false });
+      expect(s.get('b', one(T0 + 3))).toMatchObject({ allowed: false });
+      expect(s.evictions).toBe(0);
+      // Once the blocked keys' windows pass, new keys get in again.
+      expect(s.consume('c', one(T0 + WINDOW + 1))).toMatchObject({ allowed: true });
     });
+
+    it.each([1, 2])(
+      'with limit %i, a flood of maxKeys new keys spending their quota never frees a blocked key',
+      limit => {
+        const maxKeys = 50;
+        const s = store({ maxKeys });
+        const p = (now: number) => at(now, { limit });
+        for (let i = 0; i <= limit; i++) s.consume('blocked', p(T0));
+        expect(s.consume('blocked', p(T0)).allowed).toBe(false);
+        for (let i = 0; i < 3 * maxKeys; i++) {
+          for (let j = 0; j < limit; j++) s.consume(`flood-${i}`, p(T0 + 1));
+        }
+        expect(s.size).toBeLessThanOrEqual(maxKeys);
+        expect(s.consume('blocked', p(T0 + 2))).toMatchObject({ allowed: false, remaining: 0 });
+      },
+    );
 
     it('moves a key back among open keys when its window passes', () => {
       const s = store({ maxKeys: 2 });
@@ -230,6 +252,31 @@ describe('MemoryStore', () => {
       });
       s.mirror('k', { a: 5, b: T0, c: 0 }, at(T0 + 2), true, 0);
       expect(s.consume('k', at(T0 + 3))).toMatchObject({ allowed: false, remaining: 0 });
+    });
+
+    it('keeps warm copies from making a whenFull: reject store count as full', () => {
+      const s = store({ maxKeys: 3, whenFull: 'reject' });
+      for (let i = 0; i < 3; i++) s.mirror(`warm-${i}`, { a: 1, b: T0, c: 0 }, at(T0), false, T0);
+      expect(s.tierSizes).toEqual({ warm: 3, open: 0, exhausted: 0 });
+      // The outage starts: three new clients arrive.
+      for (let i = 0; i < 3; i++) {
+        expect(s.consume(`new-${i}`, at(T0 + 1))).toMatchObject({ allowed: true });
+      }
+      expect(s.tierSizes).toEqual({ warm: 0, open: 3, exhausted: 0 });
+      // Real outage state fills it now: that, and only that, is rejected.
+      expect(() => s.consume('one-more', at(T0 + 2))).toThrow(RateLimitCapacityError);
+    });
+
+    it('evicts warm copies before keys counted here, and never a counted key to mirror', () => {
+      const s = store({ maxKeys: 2 });
+      s.consume('counted', at(T0));
+      s.mirror('warm', { a: 1, b: T0, c: 0 }, at(T0 + 1), false, T0);
+      s.consume('new', at(T0 + 2));
+      expect(s.get('counted', at(T0 + 3))).toBeDefined();
+      expect(s.get('warm', at(T0 + 3))).toBeUndefined();
+      s.mirror('warm-2', { a: 1, b: T0, c: 0 }, at(T0 + 4), false, T0);
+      expect(s.get('warm-2', at(T0 + 5))).toBeUndefined();
+      expect(s.tierSizes).toEqual({ warm: 0, open: 2, exhausted: 0 });
     });
 
     it('never evicts an exhausted key to mirror another', () => {

@@ -1,3 +1,4 @@
+import { ConsecutiveBreaker, circuitBreaker, handleAll, retry } from 'cockatiel';
 import { RateLimitConfigError, isRateLimitConfigError } from '../../lib/errors.js';
 import {
   parseLimiterOptions,
@@ -94,6 +95,31 @@ describe('RateLimiter options', () => {
     ['clock {}', { clock: {} }, 'clock', 'got {}'],
     ["redisTime 'local'", { redisTime: 'local' }, 'redisTime', 'got "local"'],
     ['logger {}', { logger: {} }, 'logger', 'got {}'],
+    ['logger with a non-function info', { logger: { warn() {}, info: 1 } }, 'logger', 'got 1'],
+    [
+      'a cockatiel retry policy as breaker',
+      { breaker: retry(handleAll, { maxAttempts: 1 }) },
+      'breaker',
+      'onBreak',
+    ],
+    ['metrics with only decision()', { metrics: { decision() {} } }, 'metrics', 'attach'],
+    ['clock whose now() gives a Date', { clock: { now: () => new Date() } }, 'clock', 'now()'],
+    ["timeout '30d'", { timeout: '30d' }, 'timeout', "Node's timer limit"],
+    ['timeout 2^31 ms', { timeout: 2 ** 31 }, 'timeout', 'at most 2147483647'],
+    [
+      'breaker.halfOpenAfter 30 days',
+      { breaker: { halfOpenAfter: '30d' } },
+      'breaker.halfOpenAfter',
+      'got "30d"',
+    ],
+    [
+      'memory.sweepIntervalMs 30 days',
+      { memory: { sweepIntervalMs: 30 * 86_400_000 } },
+      'memory.sweepIntervalMs',
+      'got 2592000000',
+    ],
+    ["window '200000d'", { window: '200000d' }, 'window', 'got "200000d"'],
+    ['memory that is a foreign store', { memory: { consume() {}, size: 0 } }, 'memory', 'store'],
   ])('rejects %s at construction, naming the option', (_label, bad, option, shown) => {
     const error = constructionError({ ...base, ...bad });
     expect(error.code).toBe('ERR_RRL_CONFIG');
@@ -233,7 +259,10 @@ describe('parseLimiterOptions', () => {
   });
 
   it('passes a breaker policy through untouched', () => {
-    const policy = { execute: () => Promise.resolve() };
+    const policy = circuitBreaker(handleAll, {
+      halfOpenAfter: 1000,
+      breaker: new ConsecutiveBreaker(3),
+    });
     const config = parseLimiterOptions({
       limit: 1,
       window: 1,
@@ -247,5 +276,38 @@ describe('rejectUnknownOptions', () => {
   it('accepts known options and rejects the first unknown one', () => {
     expect(() => rejectUnknownOptions({ a: 1, b: 2 }, ['a', 'b'])).not.toThrow();
     expect(() => rejectUnknownOptions({ a: 1, c: 2 }, ['a', 'b'])).toThrow(RateLimitConfigError);
+  });
+});
+
+describe('duration ranges', () => {
+  it('keeps a window longer than 2^31 ms working without any timer overflow', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning);
+    };
+    process.on('warning', onWarning);
+    const clock = new ManualClock();
+    const limiter = new RateLimiter({ ...base, window: '30d', limit: 1, clock });
+    try {
+      expect(limiter.windowMs).toBe(30 * 86_400_000);
+      const first = await limiter.consume('k');
+      expect(first.resetAt).toBe(clock.now() + 30 * 86_400_000);
+      expect((await limiter.consume('k')).allowed).toBe(false);
+      clock.tick(30 * 86_400_000);
+      expect((await limiter.consume('k')).allowed).toBe(true);
+      // Node reports an overflowing timer through 'warning' on a later tick.
+      await new Promise(resolve => setImmediate(resolve));
+      expect(warnings.map(w => w.name)).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+      await limiter.close();
+    }
+  });
+
+  it('rejects a MemoryStore sweep interval a Node timer cannot hold', () => {
+    expect(() => new MemoryStore({ sweepIntervalMs: 30 * 86_400_000 })).toThrow(
+      /memory\.sweepIntervalMs .*timer limit/,
+    );
+    expect(() => new MemoryStore({ sweepIntervalMs: 2 ** 31 - 1 }).close()).not.toThrow();
   });
 });

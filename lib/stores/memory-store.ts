@@ -1,7 +1,8 @@
 import { algorithms, type CounterState } from '../algorithms/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { RateLimitCapacityError, RateLimitConfigError } from '../errors.js';
-import { describe } from '../duration.js';
+import { MAX_TIMER_MS, describe } from '../duration.js';
+import { RecencyList } from './recency-list.js';
 import type { Decision, DecisionParams, RateLimitStore } from '../types.js';
 
 export type MemoryStoreOptions = {
@@ -18,51 +19,26 @@ export type MemoryStoreOptions = {
   sweepIntervalMs?: number;
 };
 
+/**
+ * Which eviction tier an entry is in, evicted in this order:
+ * - `warm`: a copy of a Redis answer that left capacity (warm fallback);
+ *   only a hint, since Redis holds the real count.
+ * - `open`: counted here (memory-only mode, or during an outage), capacity left.
+ * - `exhausted`: nothing left; never evicted for a new key (see consume()).
+ */
+type Tier = 'warm' | 'open' | 'exhausted';
+
 class Entry implements CounterState {
   a = 0;
   b = 0;
   c = 0;
   expiresAt = 0;
+  tier: Tier = 'open';
   /** Epoch ms this instance last saw the key in Redis (the call's start); 0: never. */
   observedAt = 0;
-  exhausted = false;
   prev: Entry | undefined = undefined;
   next: Entry | undefined = undefined;
   constructor(readonly key: string) {}
-}
-
-/**
- * A doubly linked list in recency order, oldest first. Map iteration order
- * would give the same order for free, but taking the oldest key of a V8 Map
- * walks over every slot deleted before it, which made eviction O(maxKeys).
- */
-class RecencyList {
-  private head: Entry | undefined;
-  private tail: Entry | undefined;
-
-  push(entry: Entry): void {
-    entry.prev = this.tail;
-    entry.next = undefined;
-    if (this.tail) this.tail.next = entry;
-    else this.head = entry;
-    this.tail = entry;
-  }
-
-  remove(entry: Entry): void {
-    if (entry.prev) entry.prev.next = entry.next;
-    else if (this.head === entry) this.head = entry.next;
-    if (entry.next) entry.next.prev = entry.prev;
-    else if (this.tail === entry) this.tail = entry.prev;
-    entry.prev = entry.next = undefined;
-  }
-
-  oldest(): Entry | undefined {
-    return this.head;
-  }
-
-  clear(): void {
-    this.head = this.tail = undefined;
-  }
 }
 
 const DEFAULT_MAX_KEYS = 10_000;
@@ -72,10 +48,14 @@ const DEFAULT_SWEEP_MS = 10_000;
  * Bounded in-memory counters: the fallback during Redis outages, and the only
  * store in memory-only mode. O(1) per decision.
  *
- * Entries sit in one of two recency lists: `open` keys and `exhausted` keys
- * (their last decision left nothing). Eviction takes the least recently used
- * open key first, so a flood of new keys cannot push a blocked client out of
- * memory and hand it a fresh quota.
+ * Entries sit in one of three recency lists (see Tier). To make room for a
+ * new key the store takes the least recently used warm copy, then (with
+ * `whenFull: 'evict'`) the least recently used open key. Exhausted keys are
+ * never evicted for a new key, so no flood of new keys can hand a blocked
+ * client a fresh quota: when only exhausted keys remain, the new key is
+ * denied until one of them expires. With `whenFull: 'reject'` only warm
+ * copies are evicted, so they never make the store count as full; real
+ * outage state filling it gives RateLimitCapacityError.
  */
 export class MemoryStore implements RateLimitStore {
   readonly maxKeys: number;
@@ -83,8 +63,11 @@ export class MemoryStore implements RateLimitStore {
   private readonly clock: Clock;
   private readonly sweepIntervalMs: number;
   private readonly entries = new Map<string, Entry>();
-  private readonly open = new RecencyList();
-  private readonly exhausted = new RecencyList();
+  private readonly tiers: Record<Tier, RecencyList<Entry>> = {
+    warm: new RecencyList(),
+    open: new RecencyList(),
+    exhausted: new RecencyList(),
+  };
   private timer: ReturnType<typeof setInterval> | undefined;
   private lastSweep = 0;
   private closed = false;
@@ -105,6 +88,12 @@ export class MemoryStore implements RateLimitStore {
         'memory.maxKeys',
       );
     }
+    if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
+      throw new RateLimitConfigError(
+        `memory.clock must have a now() method, got ${describe(clock)}`,
+        'memory.clock',
+      );
+    }
     if (whenFull !== 'evict' && whenFull !== 'reject') {
       throw new RateLimitConfigError(
         `memory.whenFull must be 'evict' or 'reject', got ${describe(whenFull)}`,
@@ -112,9 +101,13 @@ export class MemoryStore implements RateLimitStore {
       );
     }
     const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_MS;
-    if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 1) {
+    if (
+      !Number.isSafeInteger(sweepIntervalMs) ||
+      sweepIntervalMs < 1 ||
+      sweepIntervalMs > MAX_TIMER_MS
+    ) {
       throw new RateLimitConfigError(
-        `memory.sweepIntervalMs must be a positive integer, got ${describe(sweepIntervalMs)}`,
+        `memory.sweepIntervalMs must be a whole number of ms from 1 to ${MAX_TIMER_MS} (Node's timer limit), got ${describe(sweepIntervalMs)}`,
         'memory.sweepIntervalMs',
       );
     }
@@ -133,7 +126,8 @@ export class MemoryStore implements RateLimitStore {
     const { now } = params;
     let entry = this.lookup(key, now);
     if (entry === undefined) {
-      this.makeRoom(now);
+      const denied = this.makeRoom(now);
+      if (denied) return denied;
       entry = this.insert(key);
     }
     const algorithm = algorithms[params.algorithm];
@@ -145,7 +139,7 @@ export class MemoryStore implements RateLimitStore {
       entry.c = 0;
     }
     entry.expiresAt = algorithm.expiresAt(entry, params);
-    this.file(entry, !decision.allowed || decision.remaining === 0);
+    this.file(entry, !decision.allowed || decision.remaining === 0 ? 'exhausted' : 'open');
     return decision;
   }
 
@@ -157,8 +151,9 @@ export class MemoryStore implements RateLimitStore {
 
   /**
    * Sets the counter state of `key` outright, as seen in Redis by a call that
-   * started at `observedAt`, so a later fallback continues from it. Never
-   * evicts an exhausted key for it.
+   * started at `observedAt`, so a later fallback continues from it. A warm
+   * copy only ever replaces another warm copy: it never evicts state counted
+   * here, nor an exhausted key.
    */
   mirror(
     key: string,
@@ -169,7 +164,7 @@ export class MemoryStore implements RateLimitStore {
   ): void {
     let entry = this.lookup(key, params.now);
     if (entry === undefined) {
-      if (this.size >= this.maxKeys && !this.evictOldest(this.open)) return;
+      if (this.size >= this.maxKeys && !this.evictOldest('warm')) return;
       entry = this.insert(key);
     }
     entry.a = state.a;
@@ -177,7 +172,14 @@ export class MemoryStore implements RateLimitStore {
     entry.c = state.c;
     entry.observedAt = observedAt;
     entry.expiresAt = algorithms[params.algorithm].expiresAt(entry, params);
-    this.file(entry, exhausted);
+    this.file(entry, exhausted ? 'exhausted' : 'warm');
+  }
+
+  /** Keys held per tier, for tests and diagnostics. */
+  get tierSizes(): Record<Tier, number> {
+    const sizes = { warm: 0, open: 0, exhausted: 0 };
+    for (const entry of this.entries.values()) sizes[entry.tier]++;
+    return sizes;
   }
 
   /**
@@ -200,7 +202,9 @@ export class MemoryStore implements RateLimitStore {
     const algorithm = algorithms[params.algorithm];
     const units = algorithm.refund(entry, params, params.cost, params.now);
     entry.expiresAt = algorithm.expiresAt(entry, params);
-    this.file(entry, !algorithm.decide(entry, params, 0, params.now).allowed);
+    const decision = algorithm.decide(entry, params, 0, params.now);
+    // A refunded warm copy is still a copy of Redis's count.
+    this.file(entry, !decision.allowed ? 'exhausted' : entry.tier === 'warm' ? 'warm' : 'open');
     // The end of the window the units were in (a token bucket: its TAT).
     const resetAt = params.algorithm === 'token-bucket' ? entry.a : entry.b + params.windowMs;
     return { units, resetAt };
@@ -223,8 +227,7 @@ export class MemoryStore implements RateLimitStore {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     this.entries.clear();
-    this.open.clear();
-    this.exhausted.clear();
+    for (const list of Object.values(this.tiers)) list.clear();
   }
 
   private lookup(key: string, now: number): Entry | undefined {
@@ -237,37 +240,45 @@ export class MemoryStore implements RateLimitStore {
   private insert(key: string): Entry {
     const entry = new Entry(key);
     this.entries.set(key, entry);
-    this.open.push(entry);
+    this.tiers[entry.tier].push(entry);
     return entry;
   }
 
   private drop(entry: Entry): void {
     this.entries.delete(entry.key);
-    (entry.exhausted ? this.exhausted : this.open).remove(entry);
+    this.tiers[entry.tier].remove(entry);
   }
 
   // Moves the entry to the most recently used end of the list it belongs in.
-  private file(entry: Entry, exhausted: boolean): void {
-    (entry.exhausted ? this.exhausted : this.open).remove(entry);
-    entry.exhausted = exhausted;
-    (exhausted ? this.exhausted : this.open).push(entry);
+  private file(entry: Entry, tier: Tier): void {
+    this.tiers[entry.tier].remove(entry);
+    entry.tier = tier;
+    this.tiers[tier].push(entry);
     if (this.timer === undefined && !this.closed) this.startTimer();
   }
 
-  private makeRoom(now: number): void {
-    if (this.size < this.maxKeys) return;
-    if (this.whenFull === 'reject') {
-      // A full sweep is O(n); at most once a second keeps a flood from turning
-      // every rejected request into one.
-      if (now - this.lastSweep >= 1000) this.sweep(now);
-      if (this.size >= this.maxKeys) throw new RateLimitCapacityError(1000);
-      return;
-    }
-    if (!this.evictOldest(this.open)) this.evictOldest(this.exhausted);
+  /**
+   * Frees a slot for a new key. Returns a denial for the new key when every
+   * held key is exhausted (`evict`), throws when full of real state (`reject`).
+   */
+  private makeRoom(now: number): Decision | undefined {
+    if (this.size < this.maxKeys) return undefined;
+    if (this.evictOldest('warm')) return undefined;
+    if (this.whenFull === 'evict' && this.evictOldest('open')) return undefined;
+    // A full sweep is O(n); at most once a second keeps a flood from turning
+    // every refused request into one.
+    if (now - this.lastSweep >= 1000) this.sweep(now);
+    if (this.size < this.maxKeys) return undefined;
+    if (this.whenFull === 'reject') throw new RateLimitCapacityError(1000);
+    // Only exhausted keys left: evicting one would hand a blocked client a
+    // fresh quota, so the newcomer waits until the oldest of them frees.
+    const oldest = this.tiers.exhausted.oldest();
+    const retryAfterMs = Math.max(1, Math.min((oldest?.expiresAt ?? now) - now, 1000));
+    return { allowed: false, remaining: 0, resetAt: now + retryAfterMs, retryAfterMs };
   }
 
-  private evictOldest(list: RecencyList): boolean {
-    const oldest = list.oldest();
+  private evictOldest(tier: Tier): boolean {
+    const oldest = this.tiers[tier].oldest();
     if (oldest === undefined) return false;
     this.drop(oldest);
     this.evictions++;

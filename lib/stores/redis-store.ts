@@ -1,4 +1,5 @@
 import type { CounterState } from '../algorithms/index.js';
+import type { Redis } from 'ioredis';
 import type { RedisClient } from '../options.js';
 import type { Decision, DecisionParams } from '../types.js';
 import { ALL_SCRIPTS, DECIDE_SCRIPTS, RESET_SCRIPT, type Script } from './redis-scripts.js';
@@ -78,17 +79,35 @@ export class RedisStore {
 const preloaded = new WeakSet<object>();
 
 // Loads the scripts whenever a connection becomes ready (first connect, and
-// after a restart emptied the script cache), so the first decision is one
-// EVALSHA round trip rather than EVALSHA + EVAL, which could overrun the
-// timeout. A Cluster loads lazily per node through the NOSCRIPT path instead.
+// after a restart emptied the script cache), so the first decision, and the
+// half-open probe after an outage, is one EVALSHA round trip rather than
+// EVALSHA + EVAL, which could overrun the timeout. On a Cluster, on every
+// node as it joins the client's pool and whenever it becomes ready again.
 function preloadScript(client: RedisClient): void {
-  if (preloaded.has(client) || 'nodes' in client) return;
+  if (preloaded.has(client)) return;
   preloaded.add(client);
-  const load = (): void => {
-    for (const script of ALL_SCRIPTS) client.script('LOAD', script.source).catch(() => undefined);
+  const load = (connection: Redis): void => {
+    for (const script of ALL_SCRIPTS) {
+      connection.script('LOAD', script.source).catch(() => undefined);
+    }
   };
-  if (client.status === 'ready') load();
-  client.on('ready', load);
+  const loadWhenReady = (connection: Redis): void => {
+    if (connection.status === 'ready') load(connection);
+    connection.on('ready', () => load(connection));
+  };
+  if ('nodes' in client) {
+    // Cluster nodes connect lazily, on their first command, and a restarted
+    // node comes back as a new connection: loading as it joins the pool puts
+    // SCRIPT LOAD first in its queue, ahead of any EVALSHA ('ready' comes
+    // only after the queue has been sent).
+    for (const node of client.nodes('all')) loadWhenReady(node);
+    client.on('+node', (node: Redis) => {
+      load(node);
+      node.on('ready', () => load(node));
+    });
+  } else {
+    loadWhenReady(client);
+  }
 }
 
 function isNoScript(error: unknown): boolean {
