@@ -207,6 +207,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           // Hits admitted before the first connection go to Redis now.
           connected: () => {
             this.inOutage = false;
+            markHealthy(client);
             this.reconcile().catch(this.hooks.caught('reconciliation after connecting'));
           },
         }),
