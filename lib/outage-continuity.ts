@@ -109,8 +109,8 @@ export class OutageContinuity {
    * `inFlight(storageKey)`, then send, then `hold()` the call if it carries
    * local units. `now` is the local time the call starts (ms).
    */
-  prepare(storageKey: string, now: number): Ticket {
-    const outgoing = this.outgoing(storageKey, now);
+  prepare(storageKey: string, now: number, wholeView = false): Ticket {
+    const outgoing = this.outgoing(storageKey, now, wholeView);
     return { storageKey, startedAt: now, mark: this.resets.mark(), outgoing };
   }
 
@@ -201,10 +201,19 @@ export class OutageContinuity {
 
   // The script's continuity arguments for a key, or undefined when this
   // instance holds nothing for it (the hot path: no extra arguments).
-  private outgoing(storageKey: string, now: number): Outgoing | undefined {
+  private outgoing(storageKey: string, now: number, wholeView: boolean): Outgoing | undefined {
     const view = this.rule.failClosed ? this.memory.peek(storageKey, now) : undefined;
     let entry = this.pendingHits.get(storageKey);
     if (view === undefined && entry === undefined) return undefined;
+    if (!wholeView && entry === undefined && view !== undefined && view.observedAt > 0) {
+      // The hot path: one number the script checks what it stores against;
+      // the whole view only when it falls short (see redis-scripts.ts).
+      const floor = this.floorOf(view, now);
+      if (floor > 0) return { args: [-2 - floor], entry: undefined, sent: NOTHING_SENT };
+      // A fixed window refunded to 0 still has a start to restore; nothing
+      // else at 0 does.
+      if (this.rule.algorithm !== 'fixed-window') return undefined;
+    }
     if (entry !== undefined && !this.pendingHits.isLive(entry, now) && !entry.inFlight) {
       // Its window has ended: those units count nowhere any more.
       this.pendingHits.forget(storageKey);
@@ -282,6 +291,18 @@ export class OutageContinuity {
     return { args, entry, sent };
   }
 
+  // A view's count (fixed window; current plus previous for a sliding one)
+  // or debt ahead of `now` in ms (token bucket), for the hot path's check.
+  private floorOf(view: Readonly<CounterState>, now: number): number {
+    const { algorithm, windowMs } = this.rule;
+    if (algorithm === 'fixed-window') return view.a;
+    if (algorithm === 'sliding-window') {
+      const [cur, prev] = byWindow(view.b, view.a, view.c, now - (now % windowMs), windowMs);
+      return cur + prev;
+    }
+    return view.a - now;
+  }
+
   /**
    * Takes a Redis answer as this instance's view of the key (warm fallback),
    * keeping on top of it any local hits made while the call was out.
@@ -328,6 +349,12 @@ export class OutageContinuity {
 }
 
 const units = (tally: Tally): number => tally.hits + tally.refunds;
+
+const NOTHING_SENT: PendingSnapshot = {
+  windowStart: 0,
+  current: { hits: 0, refunds: 0 },
+  previous: { hits: 0, refunds: 0 },
+};
 
 // A (current, previous) pair stored for the window starting at `start`,
 // seen from the window starting at `current`.

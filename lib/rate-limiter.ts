@@ -403,18 +403,22 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       await withTimeout(wait, Math.max(1, deadline - performance.now()));
       wait = this.continuity.inFlight(storageKey);
     }
-    params.now = this.config.clock.now();
-    const ticket = this.continuity.prepare(storageKey, params.now);
-    const sent = breaker.execute(() =>
-      withTimeout(
-        store.consume(redisKey, params, ticket.outgoing?.args),
-        Math.max(1, Math.round(deadline - performance.now())),
-      ),
-    );
-    this.continuity.hold(ticket, sent);
-    const decision = await sent;
-    this.continuity.settle(ticket, decision);
-    return decision;
+    for (let wholeView = false; ; wholeView = true) {
+      params.now = this.config.clock.now();
+      const ticket = this.continuity.prepare(storageKey, params.now, wholeView);
+      const sent = breaker.execute(() =>
+        withTimeout(
+          store.consume(redisKey, params, ticket.outgoing?.args),
+          Math.max(1, Math.round(deadline - performance.now())),
+        ),
+      );
+      this.continuity.hold(ticket, sent);
+      const decision = await sent;
+      // Redis stores less than this instance's view: send the whole view.
+      if (decision.needsView && !wholeView) continue;
+      this.continuity.settle(ticket, decision);
+      return decision;
+    }
   }
 
   /**

@@ -11,10 +11,14 @@ import type { AlgorithmName } from '../types.js';
  * ARGV[1]  limit            ARGV[2]  window ms
  * ARGV[3]  now in ms, or '' to use Redis TIME
  * ARGV[4]  cost (0 = read only; negative = refund that many units, then read)
- * ARGV[5]  absent when the caller holds no state for the key; else how long ago
- *          (ms, caller's clock) it last saw the key in Redis, or -1 if never.
- *          Then ARGV[6..] carry that state, all times as ages so that no
- *          clock skew estimate is needed (see each family below).
+ * ARGV[5]  absent when the caller holds no state for the key; -2 - floor when
+ *          it holds only a view and no local units (the hot path): the script
+ *          answers { -1 } without deciding if what it stores falls below that
+ *          floor (a data loss, or a refund elsewhere), and the caller sends the
+ *          whole view; else how long ago (ms, caller's clock) it last saw the
+ *          key in Redis, or -1 if never. Then ARGV[6..] carry that state, all
+ *          times as ages so that no clock skew estimate is needed (see each
+ *          family below).
  * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
  *            1 if the key holds live state after the call }
  *
@@ -47,6 +51,12 @@ local r = tonumber(s[4]) or 0
 local live = 0
 -- The caller's view is stale when the key was reset after it was taken.
 local viewed = ARGV[5] ~= nil
+-- The hot path's one-number check of a view: its count or debt.
+local floor = nil
+if viewed and tonumber(ARGV[5]) <= -2 then
+  floor = -2 - tonumber(ARGV[5])
+  viewed = false
+end
 local known = false
 local stale = false
 if viewed then
@@ -99,6 +109,7 @@ return { ok, remaining, resetAt, retry, now, a, b, c, live }`;
  */
 const FIXED_WINDOW = `${PRELUDE}
 if s[1] and now < b + window then live = 1 end
+if floor and (live == 0 or a < floor) then return { -1 } end
 if viewed then
   local count = tonumber(ARGV[6])
   local start = now - tonumber(ARGV[7])
@@ -184,6 +195,7 @@ elseif b == start - window then
   prev = a
 end
 if s[1] and now < b + 2 * window then live = 1 end
+if floor and cur + prev < floor then return { -1 } end
 if viewed then
   local mineCur, minePrev = tonumber(ARGV[8]), tonumber(ARGV[9])
   local backCur, backPrev = tonumber(ARGV[10]), tonumber(ARGV[11])
@@ -266,6 +278,11 @@ ${EPILOGUE}`;
  */
 const TOKEN_BUCKET = `${PRELUDE}
 if s[1] and (now < a or (now == a and b > 0)) then live = 1 end
+if floor then
+  -- The floor is the caller's debt in ms: one unit's slack, as below, for a
+  -- debt Redis still holds.
+  if live == 0 or a - now + window / limit < floor then return { -1 } end
+end
 if viewed then
   local ahead = math.max(0, tonumber(ARGV[6]) * limit + tonumber(ARGV[7]))
   local back = tonumber(ARGV[9]) * window

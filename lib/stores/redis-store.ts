@@ -10,6 +10,11 @@ export type RedisDecision = Decision & {
   state: CounterState;
   /** The key held live state (or had it restored) when the script ran. */
   live: boolean;
+  /**
+   * The script did not decide: it stores less than the caller's view said
+   * (a '~floor' hint), so the call must be made again with the whole view.
+   */
+  needsView: boolean;
 };
 
 type Reply = [number, number, number, number, number, number, number, number, number];
@@ -123,5 +128,6 @@ function toDecision(reply: Reply): RedisDecision {
     redisNow: Number(reply[4]),
     state: { a: Number(reply[5]), b: Number(reply[6]), c: Number(reply[7]) },
     live: Number(reply[8]) === 1,
+    needsView: Number(reply[0]) === -1,
   };
 }
