@@ -309,8 +309,10 @@ function fixedWindows(rule, admits, all, context, result) {
   );
   // Redis admissions that opened a fresh window in Redis (it reported the
   // window ending W after them) soon after a data loss, by an instance with
-  // nothing to restore: it admitted nothing for the key in the window before
-  // the loss, or a forward jump of its clock since aged its view. With 2+
+  // nothing to restore: it admitted nothing for the key, before this hit, in
+  // a window live at the loss (an admission whose reported window had ended
+  // before the loss is a view of an older window: it never saw the live one),
+  // or a forward jump of its clock since aged its view. With 2+
   // instances max() cannot restore what that instance never saw: Redis starts
   // over there, before the window the loss cut short ended (the window holding
   // the loss is still judged on everything in it, with the loss allowance).
@@ -324,8 +326,15 @@ function fixedWindows(rule, admits, all, context, result) {
       hit.hint <= hit.r + W + 2 &&
       context.losses.some(loss => {
         if (loss.from > hit.r || loss.to < hit.s - span) return false;
+        // Its views from the span before the loss up to this hit, of a window
+        // that may still have been live at the loss (no hint: may be).
         const viewed = all.filter(
-          d => d.inst === hit.inst && d.ok && d.r < loss.from && d.s >= loss.from - span,
+          d =>
+            d.inst === hit.inst &&
+            d.ok &&
+            d.r < hit.s &&
+            d.s >= loss.from - span &&
+            (d.hint === undefined || d.hint >= loss.from - (d.r - d.s) - 2),
         );
         if (viewed.length === 0) return true;
         const last = Math.max(...viewed.map(d => d.s));

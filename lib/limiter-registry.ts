@@ -33,7 +33,9 @@ let memoryOnlyNoticed = false;
  */
 export function registerLimiter(limiter: RegisteredLimiter): () => void {
   const id = `${limiter.prefix}${limiter.name}`;
-  const description = `${limiter.algorithm}, ${limiter.limit} per ${limiter.windowMs} ms`;
+  // A function limit leaves the core a placeholder far above any real limit.
+  const perRequest = limiter.limit === Number.MAX_SAFE_INTEGER;
+  const description = `${limiter.algorithm}, ${perRequest ? 'a per-request limit' : limiter.limit} per ${limiter.windowMs} ms`;
   const known = rules.get(id) ?? [];
   rules.set(id, known);
   let rule = known.find(r => r.description === description);

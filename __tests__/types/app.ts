@@ -121,3 +121,33 @@ rateLimit({
   limit: () => 'five',
   window: '1s',
 });
+
+// README "Per-request limits" and "Counting only failed logins", as written there.
+declare function planOf(req: express.Request): Promise<string>;
+declare function createTenant(req: express.Request, res: express.Response): void;
+declare function updateCredentials(req: express.Request, res: express.Response): void;
+{
+  const plans: Record<string, number> = { free: 3, pro: 100 };
+  app.post(
+    '/tenants',
+    rateLimit({
+      name: 'tenant-create-by-plan', // required with a function limit
+      limit: async req => plans[await planOf(req)] ?? 3,
+      window: '1d',
+      redis,
+    }),
+    createTenant,
+  );
+  app.put(
+    '/users/:id/credentials',
+    rateLimit({
+      name: 'credential-updates',
+      limit: 5,
+      window: '1h',
+      redis,
+      key: req => String(req.params.id),
+      skipSuccessfulRequests: true, // 2xx/3xx are given back: only failures count
+    }),
+    updateCredentials,
+  );
+}

@@ -129,6 +129,25 @@ describe('checkKey, fixed window', () => {
     expect(violations(FIXED, hits(specs(true), end), { ...two, losses: loss })).toEqual(['6>5']);
   });
 
+  it('lets Redis start over after a loss, from an instance that saw only an older window', () => {
+    // Instance 1's last view is of the window -2050..950, which ended before
+    // the loss at 1000; it never saw instance 0's window 960..3960, so its hit
+    // at 1300 opens a fresh window (ends 4300), as if it had seen nothing.
+    const loss = [{ from: T0 + 1000, to: T0 + 1000, kind: 'flushdb' }];
+    const specs = (seenBy1: boolean): Spec[] => [
+      { at: -2050, inst: 1 },
+      { at: 960 },
+      ...(seenBy1 ? [{ at: 980, inst: 1 }] : []),
+      { at: 1300, inst: 1 },
+      { at: 4000 },
+      ...range(5, 4400, 100),
+    ];
+    const end = (at: number) => (at < 0 ? 950 : at < 1000 ? 3960 : at < 4300 ? 4300 : 7400);
+    expect(violations(FIXED, hits(specs(false), end), { ...two, losses: loss })).toEqual([]);
+    // Had instance 1 seen the live window, it would have restored it.
+    expect(violations(FIXED, hits(specs(true), end), { ...two, losses: loss })).toEqual(['6>5']);
+  });
+
   it('lets a fallback that Redis ran when it thawed open the window Redis reports', () => {
     // Frozen 500..1500: a request at 600 fell back (denied); Redis ran it at 1500,
     // opening its window [1500, 4500). Redis then admits 4 in it, and 5 after 4500.
