@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from './clock.js';
 import type { RedisClient } from './options.js';
 import type { Logger } from './types.js';
+import { redisNow } from './stores/redis-scripts.js';
 
 /** How often an instance writes its presence: at most once per this many ms. */
 export const REGISTRY_REFRESH_MS = 1000;
@@ -12,11 +13,7 @@ export const REGISTRY_REFRESH_MS = 1000;
 // The set expires with the horizon, so a fleet that is gone leaves nothing.
 const REFRESH_SCRIPT = `
 local horizon = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+${redisNow(3)}
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - horizon))
 redis.call('PEXPIRE', KEYS[1], horizon)

@@ -219,7 +219,12 @@ export class OutageContinuity {
       this.pendingHits.forget(storageKey);
       entry = undefined;
     }
-    const observed = view !== undefined && view.observedAt > 0 ? now - view.observedAt : -1;
+    // A view taken "after" now (the clock stepped back) has no usable age,
+    // and an age below -1 would read as the hot path's floor: never seen.
+    const observed =
+      view !== undefined && view.observedAt > 0 && view.observedAt <= now
+        ? now - view.observedAt
+        : -1;
     const { algorithm, windowMs } = this.rule;
     const none: Tally = { hits: 0, refunds: 0 };
     const sent: PendingSnapshot = {

@@ -416,6 +416,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       const decision = await sent;
       // Redis stores less than this instance's view: send the whole view.
       if (decision.needsView && !wholeView) continue;
+      // Never settle a non-answer: outage units stay pending.
+      if (decision.needsView)
+        throw new RateLimitStoreError('the decision script asked twice for the view');
       this.continuity.settle(ticket, decision);
       return decision;
     }

@@ -33,15 +33,23 @@ import type { AlgorithmName } from '../types.js';
  * it only after this script acknowledged it, and sends it from one call at a
  * time per key.
  */
+/**
+ * Lua setting `now` (ms) from ARGV[arg], or from Redis TIME when the caller
+ * left it empty: Redis's clock is the one every instance shares.
+ */
+export function redisNow(arg: number): string {
+  return `local now = tonumber(ARGV[${arg}])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end`;
+}
+
 const PRELUDE = `
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+${redisNow(3)}
 local cost = tonumber(ARGV[4])
 local s = redis.call('HMGET', key, 'a', 'b', 'c', 'r')
 local a = tonumber(s[1]) or 0
@@ -357,11 +365,7 @@ ${EPILOGUE}`;
 const RESET = `
 local key = KEYS[1]
 local window = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+${redisNow(2)}
 redis.call('DEL', key)
 redis.call('HSET', key, 'r', now)
 redis.call('PEXPIRE', key, 2 * window + 1000)
