@@ -104,8 +104,9 @@ export class OutageContinuity {
 
   /**
    * What to send with one call for `storageKey`: the script's continuity
-   * arguments (undefined on the hot path, when this instance holds nothing
-   * for the key) and what `settle()` needs afterwards. Callers first wait for
+   * arguments (none when this instance holds nothing for the key; one floor
+   * number when it holds only a view, unless `wholeView`) and what
+   * `settle()` needs afterwards. Callers first wait for
    * `inFlight(storageKey)`, then send, then `hold()` the call if it carries
    * local units. `now` is the local time the call starts (ms).
    */
@@ -199,8 +200,8 @@ export class OutageContinuity {
     this.rule.onReconciled({ keys: written, hits, expired });
   }
 
-  // The script's continuity arguments for a key, or undefined when this
-  // instance holds nothing for it (the hot path: no extra arguments).
+  // The script's continuity arguments for a key: undefined when this
+  // instance holds nothing for it, the floor alone for a bare view.
   private outgoing(storageKey: string, now: number, wholeView: boolean): Outgoing | undefined {
     const view = this.rule.failClosed ? this.memory.peek(storageKey, now) : undefined;
     let entry = this.pendingHits.get(storageKey);
