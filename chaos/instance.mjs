@@ -42,7 +42,8 @@ const FAIL_FAST = {
 export function createInstance({ index, ports, cluster }) {
   /** Ms added to the reference clock (Date.now()); the driver jumps it. */
   let offsetMs = 0;
-  const clock = { now: () => Date.now() + offsetMs };
+  // Only the wall clock steps, as on a real host; the monotonic one does not.
+  const clock = { now: () => Date.now() + offsetMs, monotonic: () => performance.now() };
   /** @type {Redis | Cluster} */
   const client = cluster
     ? new Cluster(

@@ -402,6 +402,13 @@ function parseClock(clock: unknown): Clock {
       'clock',
     );
   }
+  const { monotonic } = clock as Clock;
+  if (monotonic !== undefined && typeof monotonic !== 'function') {
+    throw new RateLimitConfigError(
+      `clock.monotonic must be a function returning ms, got ${describe(monotonic)}`,
+      'clock.monotonic',
+    );
+  }
   return clock as Clock;
 }
 

@@ -43,6 +43,8 @@ type Outgoing = { args: ContinuityArgs; entry: PendingEntry | undefined; sent: P
 export type Ticket = {
   readonly storageKey: string;
   readonly startedAt: number;
+  /** The monotonic clock at `startedAt`; 0 when the clock has none. */
+  readonly startedMono: number;
   readonly mark: number;
   readonly outgoing: Outgoing | undefined;
 };
@@ -112,7 +114,8 @@ export class OutageContinuity {
    */
   prepare(storageKey: string, now: number, wholeView = false): Ticket {
     const outgoing = this.outgoing(storageKey, now, wholeView);
-    return { storageKey, startedAt: now, mark: this.resets.mark(), outgoing };
+    const startedMono = this.rule.clock.monotonic?.() ?? 0;
+    return { storageKey, startedAt: now, startedMono, mark: this.resets.mark(), outgoing };
   }
 
   /** Marks the key as having a call out that carries its local units. */
@@ -146,7 +149,7 @@ export class OutageContinuity {
     // A reset or refund after this call started wins: the answer describes
     // the state before it, so it must not become this instance's view.
     if (this.rule.failClosed && !this.resets.since(ticket.storageKey, ticket.mark)) {
-      this.adopt(ticket.storageKey, decision, ticket.startedAt);
+      this.adopt(ticket.storageKey, decision, ticket.startedAt, ticket.startedMono);
     }
   }
 
@@ -203,13 +206,20 @@ export class OutageContinuity {
   // The script's continuity arguments for a key: undefined when this
   // instance holds nothing for it, the floor alone for a bare view.
   private outgoing(storageKey: string, now: number, wholeView: boolean): Outgoing | undefined {
-    const view = this.rule.failClosed ? this.memory.peek(storageKey, now) : undefined;
+    const held = this.rule.failClosed ? this.memory.peek(storageKey, -Infinity) : undefined;
+    // The view's own now: its observation time plus the monotonic time since,
+    // so a step of the wall clock neither ages nor rejuvenates it.
+    const mono =
+      held !== undefined && held.observedMono > 0 ? this.rule.clock.monotonic?.() : undefined;
+    const viewNow =
+      held !== undefined && mono !== undefined ? held.observedAt + (mono - held.observedMono) : now;
+    const view = held !== undefined && held.expiresAt > viewNow ? held : undefined;
     let entry = this.pendingHits.get(storageKey);
     if (view === undefined && entry === undefined) return undefined;
     if (!wholeView && entry === undefined && view !== undefined && view.observedAt > 0) {
       // The hot path: one number the script checks what it stores against;
       // the whole view only when it falls short (see redis-scripts.ts).
-      const floor = this.floorOf(view, now);
+      const floor = this.floorOf(view, viewNow);
       if (floor > 0) return { args: [-2 - floor], entry: undefined, sent: NOTHING_SENT };
       // A fixed window refunded to 0 still has a start to restore; nothing
       // else at 0 does.
@@ -223,8 +233,8 @@ export class OutageContinuity {
     // A view taken "after" now (the clock stepped back) has no usable age,
     // and an age below -1 would read as the hot path's floor: never seen.
     const observed =
-      view !== undefined && view.observedAt > 0 && view.observedAt <= now
-        ? now - view.observedAt
+      view !== undefined && view.observedAt > 0 && view.observedAt <= viewNow
+        ? viewNow - view.observedAt
         : -1;
     const { algorithm, windowMs } = this.rule;
     const none: Tally = { hits: 0, refunds: 0 };
@@ -249,7 +259,7 @@ export class OutageContinuity {
       args = [
         seen ? observed : -1,
         seen?.a ?? 0,
-        now - start,
+        (seen ? viewNow : now) - start,
         mine.hits,
         mine.refunds,
         opened,
@@ -258,7 +268,7 @@ export class OutageContinuity {
     } else if (algorithm === 'sliding-window') {
       const current = now - (now % windowMs);
       const [viewCur, viewPrev] = view
-        ? byWindow(view.b, view.a, view.c, current, windowMs)
+        ? byWindow(view.b, view.a, view.c, viewNow - (viewNow % windowMs), windowMs)
         : [0, 0];
       let mineCur = none;
       let minePrev = none;
@@ -281,7 +291,7 @@ export class OutageContinuity {
       ];
     } else {
       const mine = entry?.current ?? none;
-      let ahead = view !== undefined ? view.a - now : (entry?.until ?? now) - now;
+      let ahead = view !== undefined ? view.a - viewNow : (entry?.until ?? now) - now;
       const frac = view?.b ?? 0;
       // A full bucket: nothing this instance holds still counts, but for a
       // local refund of units Redis may still count.
@@ -313,7 +323,12 @@ export class OutageContinuity {
    * Takes a Redis answer as this instance's view of the key (warm fallback),
    * keeping on top of it any local hits made while the call was out.
    */
-  private adopt(storageKey: string, decision: RedisDecision, observedAt: number): void {
+  private adopt(
+    storageKey: string,
+    decision: RedisDecision,
+    observedAt: number,
+    observedMono: number,
+  ): void {
     // Nothing to mirror: the key holds no state in Redis.
     if (!decision.live) return;
     const { algorithm, windowMs, clock, fallbackLimit } = this.rule;
@@ -350,7 +365,7 @@ export class OutageContinuity {
     }
     const params = { algorithm, limit: fallbackLimit, windowMs, cost: 0, now: localNow };
     const exhausted = !decision.allowed || decision.remaining <= 0;
-    this.memory.mirror(storageKey, state, params, exhausted, observedAt);
+    this.memory.mirror(storageKey, state, params, exhausted, observedAt, observedMono);
   }
 }
 

@@ -36,6 +36,8 @@ class Entry implements CounterState {
   tier: Tier = 'open';
   /** Epoch ms this instance last saw the key in Redis (the call's start); 0: never. */
   observedAt = 0;
+  /** The monotonic clock's reading at `observedAt`, if it has one; 0: none. */
+  observedMono = 0;
   prev: Entry | undefined = undefined;
   next: Entry | undefined = undefined;
   constructor(readonly key: string) {}
@@ -136,6 +138,7 @@ export class MemoryStore implements RateLimitStore {
     // A fixed window memory opened itself is no copy of one seen in Redis.
     if (params.algorithm === 'fixed-window' && entry.b !== start) {
       entry.observedAt = 0;
+      entry.observedMono = 0;
       entry.c = 0;
     }
     entry.expiresAt = algorithm.expiresAt(entry, params);
@@ -161,6 +164,7 @@ export class MemoryStore implements RateLimitStore {
     params: DecisionParams,
     exhausted: boolean,
     observedAt: number,
+    observedMono = 0,
   ): void {
     let entry = this.lookup(key, params.now);
     if (entry === undefined) {
@@ -171,6 +175,7 @@ export class MemoryStore implements RateLimitStore {
     entry.b = state.b;
     entry.c = state.c;
     entry.observedAt = observedAt;
+    entry.observedMono = observedMono;
     entry.expiresAt = algorithms[params.algorithm].expiresAt(entry, params);
     this.file(entry, exhausted ? 'exhausted' : 'warm');
   }
@@ -186,7 +191,12 @@ export class MemoryStore implements RateLimitStore {
    * The live state of `key` and when it was last seen in Redis, without
    * touching its recency; `undefined` if it has none. Read-only by contract.
    */
-  peek(key: string, now: number): Readonly<CounterState & { observedAt: number }> | undefined {
+  peek(
+    key: string,
+    now: number,
+  ):
+    | Readonly<CounterState & { observedAt: number; observedMono: number; expiresAt: number }>
+    | undefined {
     const entry = this.entries.get(key);
     return entry !== undefined && entry.expiresAt > now ? entry : undefined;
   }
