@@ -3,6 +3,7 @@
 // client (built fail-fast like README's "Recommended ioredis settings"), its
 // own MemoryStore, one RateLimiter per rule, and a clock the driver can skew.
 // Only the package's public API is used, through its `exports` map (dist/).
+import { performance } from 'node:perf_hooks';
 import { Cluster, Redis } from 'ioredis';
 import { MemoryStore, RateLimiter } from 'resilient-rate-limit';
 
