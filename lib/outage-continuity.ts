@@ -143,8 +143,12 @@ export class OutageContinuity {
       // A no-op when a reset dropped the entry meanwhile.
       const before = this.pendingHits.hits;
       this.pendingHits.acknowledge(outgoing.entry, outgoing.sent);
-      this.acknowledged.hits += before - this.pendingHits.hits;
-      this.acknowledged.keys++;
+      const merged = before - this.pendingHits.hits;
+      // Only calls that brought hits count as keys merged.
+      if (merged > 0) {
+        this.acknowledged.hits += merged;
+        this.acknowledged.keys++;
+      }
     }
     // A reset or refund after this call started wins: the answer describes
     // the state before it, so it must not become this instance's view.
