@@ -527,8 +527,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           params,
           this.config.timeoutMs,
         );
-        // Decisions that started while the refund was out read the count before it.
-        this.resets.note(storageKey, this.config.clock.now());
         // An answer that holds no state is not mirrored: refund the view too.
         if (!decision.live && this.failClosed) {
           this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
@@ -573,9 +571,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       await breaker.execute(() =>
         withTimeout(store.reset(redisKey, this.params(this.limit, 0, now)), this.config.timeoutMs),
       );
-      // Until Redis ran it, a decision could still read the old count: one
-      // that started meanwhile must not be cached or mirrored either.
-      this.resets.note(storageKey, this.config.clock.now());
     } catch (error) {
       this.noteStoreError(error);
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });

@@ -1,7 +1,12 @@
 /**
  * Which keys were reset (or refunded) after a given moment, so a Redis answer
  * to a call that started before the reset is not cached or mirrored over it:
- * a per-key epoch, kept only as long as a call can be in flight.
+ * a per-key epoch, kept only as long as a call can be in flight. Only calls
+ * that started before the reset or refund was sent: the answers of later ones
+ * arrive in the order Redis ran them (one connection per key), so the last
+ * one mirrored is the newest state. Marking those stale too would keep an
+ * older answer as the view and lose the newer count (found by an attack: a
+ * refund racing a consume, then FLUSHDB, admitted one more than `limit`).
  */
 export class ResetLog {
   private seq = 0;

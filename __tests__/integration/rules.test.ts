@@ -22,15 +22,18 @@ import {
 
 let redis: RedisProcess;
 let client: Redis;
+let admin: Redis;
 
 beforeAll(async () => {
   redis = await RedisProcess.start();
   client = failFastClient(redis.port);
-  await ready(client);
+  admin = failFastClient(redis.port);
+  await Promise.all([ready(client), ready(admin)]);
 });
 
 afterAll(async () => {
   client.disconnect();
+  admin.disconnect();
   await redis.stop();
 });
 
@@ -314,4 +317,33 @@ describe('per-request limits: configuration', () => {
       await limiter.close();
     }
   });
+
+  it.each(['fixed-window', 'sliding-window', 'token-bucket'] as const)(
+    '%s: a refund racing a consume leaves the newest count as the view, so a FLUSHDB hands out nothing extra',
+    async algorithm => {
+      const limiter = new RateLimiter({
+        name: uniqueName('race'),
+        limit: 5,
+        window: '1m',
+        algorithm,
+        redis: client,
+        timeout: 1000,
+        logger: recordingLogger(),
+      });
+      try {
+        for (let trial = 0; trial < 20; trial++) {
+          const key = `k${trial}`;
+          let outstanding = 0;
+          for (let i = 0; i < 5; i++) if ((await limiter.consume(key)).allowed) outstanding++;
+          const [, raced] = await Promise.all([limiter.refund(key), limiter.consume(key)]);
+          outstanding += raced.allowed ? 0 : -1;
+          await admin.flushdb();
+          for (let i = 0; i < 4; i++) if ((await limiter.consume(key)).allowed) outstanding++;
+          expect(outstanding).toBeLessThanOrEqual(5);
+        }
+      } finally {
+        await limiter.close();
+      }
+    },
+  );
 });
