@@ -32,7 +32,12 @@ export class BlockCache {
     return this.blocks.size;
   }
 
-  remember(storageKey: string, result: RateLimitResult, cost: number, now: number): void {
+  remember(
+    storageKey: string,
+    result: Pick<RateLimitResult, 'allowed' | 'limit' | 'remaining' | 'resetAt' | 'retryAfterMs'>,
+    cost: number,
+    now: number,
+  ): void {
     if (result.allowed || cost !== 1 || result.remaining !== 0 || result.retryAfterMs <= 0) return;
     if (this.blocks.size >= this.maxKeys) this.blocks.clear();
     const retryAt = now + result.retryAfterMs;

@@ -34,7 +34,7 @@ export function setStandardHeaders(
   res: ServerResponse,
   name: string,
   policy: string,
-  result: RateLimitResult,
+  result: Pick<RateLimitResult, 'remaining' | 'resetAt'>,
   now: number,
 ): void {
   if (res.headersSent) return;

@@ -8,6 +8,8 @@ export type RegisteredLimiter = {
   algorithm: AlgorithmName;
   limit: number;
   windowMs: number;
+  /** With `policies`: every policy, described. */
+  policies?: string | undefined;
   usesRedis: boolean;
   logger: Logger;
 };
@@ -35,7 +37,10 @@ export function registerLimiter(limiter: RegisteredLimiter): () => void {
   const id = `${limiter.prefix}${limiter.name}`;
   // A function limit leaves the core a placeholder far above any real limit.
   const perRequest = limiter.limit === Number.MAX_SAFE_INTEGER;
-  const description = `${limiter.algorithm}, ${perRequest ? 'a per-request limit' : limiter.limit} per ${limiter.windowMs} ms`;
+  const description =
+    limiter.policies === undefined
+      ? `${limiter.algorithm}, ${perRequest ? 'a per-request limit' : limiter.limit} per ${limiter.windowMs} ms`
+      : `${limiter.algorithm}, policies ${limiter.policies}`;
   const known = rules.get(id) ?? [];
   rules.set(id, known);
   let rule = known.find(r => r.description === description);

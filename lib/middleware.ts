@@ -19,7 +19,12 @@ import { createProxyCheck } from './proxy-check.js';
 import { toSafeLogger } from './logger.js';
 import { createSingleCount } from './single-count.js';
 import { warnWithCode } from './warnings.js';
-import { LIMITER_OPTIONS, rejectUnknownOptions, type RateLimiterOptions } from './options.js';
+import {
+  LIMITER_OPTIONS,
+  rejectUnknownOptions,
+  type PolicyOptions,
+  type RateLimiterOptions,
+} from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
 import { RateLimiter } from './rate-limiter.js';
 import { markServing } from './serving-watch.js';
@@ -37,13 +42,20 @@ export type NextFunction = (error?: unknown) => void;
 export type RateLimitOptions<
   Req extends IncomingMessage = DefaultRequest,
   Res extends ServerResponse = DefaultResponse,
-> = Omit<RateLimiterOptions, 'limit'> & {
+> = Omit<RateLimiterOptions, 'limit' | 'policies'> & {
   /**
    * Requests (cost units) per window, or a function of the request (plans,
    * tenants): the key's one counter is judged against each call's limit, and
-   * the headers show it. A function needs a `name`.
+   * the headers show it. A function needs a `name`. Required unless `policies`.
    */
-  limit: number | ((req: Req) => Awaitable<number>);
+  limit?: number | ((req: Req) => Awaitable<number>);
+  /**
+   * Instead of `limit`/`window`: 1 to 4 quotas decided together ("10 per
+   * second and 1000 per day"); each `limit` may be a function of the request.
+   */
+  policies?: ReadonlyArray<
+    Omit<PolicyOptions, 'limit'> & { limit: number | ((req: Req) => Awaitable<number>) }
+  >;
   /** Who is limited. Default: client IP (`req.ip`), IPv6 grouped by `ipv6Subnet`. */
   key?: (req: Req) => Awaitable<string>;
   /** Prefix length that groups IPv6 clients (32..128), or false. Default 56. */
@@ -130,22 +142,42 @@ export function rateLimit<
     handler,
     headers = 'both',
     limit: limitOption,
+    policies: policyOptions,
     skipSuccessfulRequests = false,
     skipFailedRequests = false,
     requestWasSuccessful,
     ...rest
   } = options;
-  const limitFor = typeof limitOption === 'function' ? limitOption : undefined;
-  if (limitFor && rest.name === undefined) {
+  // Function limits: the core holds a placeholder and every call passes its own.
+  const limitFns: Array<((req: Req) => Awaitable<number>) | undefined> = Array.isArray(
+    policyOptions,
+  )
+    ? policyOptions.map(policy =>
+        typeof policy === 'object' && policy !== null && typeof policy.limit === 'function'
+          ? policy.limit
+          : undefined,
+      )
+    : [typeof limitOption === 'function' ? limitOption : undefined];
+  const perRequest = limitFns.some(fn => fn !== undefined);
+  if (perRequest && rest.name === undefined) {
     throw new RateLimitConfigError(
-      'name is required when limit is a function: it names the counters every limit shares',
+      "name is required when limit (or a policy's limit) is a function: it names the counters every limit shares",
       'name',
     );
   }
-  const limiterOptions: RateLimiterOptions = {
-    ...rest,
-    limit: limitFor ? PER_REQUEST_LIMIT : (limitOption as number),
-  };
+  const limiterOptions: RateLimiterOptions = Array.isArray(policyOptions)
+    ? {
+        ...rest,
+        policies: policyOptions.map((policy, i) =>
+          limitFns[i] ? { ...policy, limit: PER_REQUEST_LIMIT } : (policy as PolicyOptions),
+        ),
+      }
+    : {
+        ...rest,
+        limit: typeof limitOption === 'function' ? PER_REQUEST_LIMIT : limitOption,
+        // Anything else given as policies: the core says what is wrong with it.
+        ...(policyOptions === undefined ? {} : { policies: policyOptions as never }),
+      };
   for (const [option, value] of [
     ['skipSuccessfulRequests', skipSuccessfulRequests],
     ['skipFailedRequests', skipFailedRequests],
@@ -182,15 +214,20 @@ export function rateLimit<
   }
 
   // Before the limiter exists: a throw after it would leak its Redis client.
-  const ruleLimit = limiterOptions.limit;
-  if (
-    typeof cost === 'number' &&
-    !limitFor &&
-    Number.isSafeInteger(ruleLimit) &&
-    ruleLimit >= 1 &&
-    cost > ruleLimit
-  ) {
-    throw new RateLimitConfigError(`cost (${cost}) must not exceed limit (${ruleLimit})`, 'cost');
+  const ruleLimits = Array.isArray(limiterOptions.policies)
+    ? limiterOptions.policies.map(policy => (policy as { limit?: unknown } | null)?.limit)
+    : [limiterOptions.limit];
+  for (const ruleLimit of ruleLimits) {
+    if (
+      typeof cost === 'number' &&
+      typeof ruleLimit === 'number' &&
+      ruleLimit !== PER_REQUEST_LIMIT &&
+      Number.isSafeInteger(ruleLimit) &&
+      ruleLimit >= 1 &&
+      cost > ruleLimit
+    ) {
+      throw new RateLimitConfigError(`cost (${cost}) must not exceed limit (${ruleLimit})`, 'cost');
+    }
   }
   const limiter = new RateLimiter(limiterOptions);
   const logger = toSafeLogger(limiterOptions.logger ?? console);
@@ -208,24 +245,32 @@ export function rateLimit<
   };
   const legacy = headers === 'legacy' || headers === 'both';
   const standard = headers === 'standard' || headers === 'both';
-  const policy = policyItem(limiter.name, limiter.limit, limiter.windowMs);
-  // Any other limit that decided (fallbackLimit, which moves with the live
-  // instance count under 'share'; per-request limits): built once each, in a
-  // small cache that starts over rather than grow.
-  const otherPolicies = new Map<number, string>();
-  const policyFor = (limit: number): string => {
-    if (limit === limiter.limit) return policy;
-    let item = otherPolicies.get(limit);
+  // Each policy's RateLimit-Policy item (a limiter without policies has one,
+  // named after it), and those of any other limit that decided
+  // (fallbackLimit, which moves with the live instance count under 'share';
+  // per-request limits): built once each, in a small cache that starts over
+  // rather than grow.
+  const policies = limiter.policies;
+  const items = policies.map(p => policyItem(p.name, p.limit, p.windowMs));
+  const otherItems = new Map<string, string>();
+  const policyFor = (i: number, limit: number): string => {
+    const own = policies[i]!;
+    if (limit === own.limit) return items[i]!;
+    const id = `${i}:${limit}`;
+    let item = otherItems.get(id);
     if (item === undefined) {
-      if (otherPolicies.size >= 64) otherPolicies.clear();
-      item = policyItem(limiter.name, limit, limiter.windowMs);
-      otherPolicies.set(limit, item);
+      if (otherItems.size >= 64) otherItems.clear();
+      item = policyItem(own.name, limit, own.windowMs);
+      otherItems.set(id, item);
     }
     return item;
   };
   const limitText = String(limiter.limit);
   const clock = limiterOptions.clock ?? systemClock;
 
+  // With policies, RateLimit-Policy and RateLimit carry one item per policy
+  // (draft-10 lets a server announce every quota it applies); the legacy
+  // X-RateLimit-* headers describe the binding one.
   const sendHeaders = (res: Res, result: RateLimitResult): void => {
     if (headers === false) return;
     setSourceHeader(res, result.source);
@@ -233,7 +278,16 @@ export function rateLimit<
     if (legacy)
       setLegacyHeaders(res, result, result.limit === limiter.limit ? limitText : undefined);
     if (standard) {
-      setStandardHeaders(res, limiter.name, policyFor(result.limit), result, clock.now());
+      const now = clock.now();
+      const each = result.policies;
+      if (each === undefined) {
+        setStandardHeaders(res, limiter.name, policyFor(0, result.limit), result, now);
+      } else {
+        for (let i = 0; i < each.length; i++) {
+          const figures = each[i]!;
+          setStandardHeaders(res, figures.name, policyFor(i, figures.limit), figures, now);
+        }
+      }
     }
   };
 
@@ -315,15 +369,22 @@ export function rateLimit<
     next: NextFunction,
     id: unknown,
     units: unknown,
-    callLimit: unknown,
+    callLimits: readonly unknown[] | undefined,
   ): void | Promise<void> => {
     let result: RateLimitResult | Promise<RateLimitResult>;
-    const limit = callLimit === undefined ? limiter.limit : callLimit;
     try {
-      if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
-        throw new RateLimitArgumentError(
-          `limit() must return a positive whole number, got ${describe(limit)}`,
-        );
+      let limit = limiter.limit;
+      if (callLimits !== undefined) {
+        for (const value of callLimits) {
+          if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+            throw new RateLimitArgumentError(
+              `limit() must return a positive whole number, got ${describe(value)}`,
+            );
+          }
+        }
+        limit = Math.min(...(callLimits as number[]));
+      } else if (policies.length > 1) {
+        limit = Math.min(...policies.map(p => p.limit));
       }
       if (typeof id !== 'string' || id === '') {
         throw new RateLimitArgumentError(
@@ -340,7 +401,7 @@ export function rateLimit<
         next();
         return undefined;
       }
-      result = limiter.decide(id, units, callLimit === undefined ? undefined : limit);
+      result = limiter.decide(id, units, callLimits as number[] | undefined);
     } catch (error) {
       fail(res, next, error);
       return undefined;
@@ -359,18 +420,21 @@ export function rateLimit<
     id: unknown,
     units: unknown,
   ): void | Promise<void> => {
-    if (limitFor === undefined) return decide(req, res, next, id, units, undefined);
-    let callLimit: unknown;
+    if (!perRequest) return decide(req, res, next, id, units, undefined);
+    let callLimits: unknown[];
     try {
-      callLimit = limitFor(req);
+      callLimits = limitFns.map((limitFor, i) => (limitFor ? limitFor(req) : policies[i]!.limit));
     } catch (error) {
       next(error);
       return undefined;
     }
-    if (isPromise(callLimit)) {
-      return callLimit.then(resolved => decide(req, res, next, id, units, resolved), next);
+    if (callLimits.some(isPromise)) {
+      return Promise.all(callLimits).then(
+        resolved => decide(req, res, next, id, units, resolved),
+        next,
+      );
     }
-    return decide(req, res, next, id, units, callLimit);
+    return decide(req, res, next, id, units, callLimits);
   };
 
   const withCost = (req: Req, res: Res, next: NextFunction, id: unknown): void | Promise<void> => {

@@ -18,14 +18,45 @@ export type BreakerOptions = {
   halfOpenAfter?: number;
 };
 
-/** Options of the framework-free `RateLimiter`. */
-export type RateLimiterOptions = {
-  /** Rule id: namespaces keys and labels headers and metrics. */
-  name?: string;
-  /** Requests (cost units) per window. */
+/** One quota of a limiter with several (`policies`). */
+export type PolicyOptions = {
+  /** Names the policy in headers, `result.policies`, metrics and keys; unique per limiter. */
+  name: string;
+  /** Cost units per window. */
   limit: number;
   /** Window length: ms, or `'500ms' '30s' '15m' '1h' '1d'`. */
   window: number | string;
+  /**
+   * This policy's per-instance limit during an outage; default its `limit`,
+   * or its share of it with the limiter's `fallbackLimit: 'share'`.
+   */
+  fallbackLimit?: number;
+};
+
+/**
+ * A limiter's quota: one `limit` per `window`, or 1 to 4 `policies` decided
+ * together. One of the two is required (checked at construction: the
+ * options are often assembled at run time, where a union type gets in the
+ * way more than it helps).
+ */
+export type RuleOptions = {
+  /** Requests (cost units) per window. Required unless `policies`. */
+  limit?: number;
+  /** Window length: ms, or `'500ms' '30s' '15m' '1h' '1d'`. Required unless `policies`. */
+  window?: number | string;
+  /**
+   * Instead of `limit`/`window`: several quotas on one key ("10 per second
+   * and 1000 per day"), 1 to 4, names unique. A request is admitted only if
+   * every policy admits it, and a request any policy denies consumes in none
+   * of them; on Redis all are decided in one script call.
+   */
+  policies?: readonly PolicyOptions[];
+};
+
+/** Options of the framework-free `RateLimiter`, besides its quota. */
+export type RateLimiterBaseOptions = {
+  /** Rule id: namespaces keys and labels headers and metrics. */
+  name?: string;
   /** During an outage: memory store decides (true, default) or requests pass (false). */
   failClosed?: boolean;
   /** ioredis client or cluster, or a `redis://` URL. Absent: memory-only. */
@@ -61,6 +92,20 @@ export type RateLimiterOptions = {
   metrics?: RateLimitMetrics;
 };
 
+/** Options of the framework-free `RateLimiter`. */
+export type RateLimiterOptions = RateLimiterBaseOptions & RuleOptions;
+
+/** One validated quota. A limiter without `policies` has one, named after it. */
+export type PolicyConfig = {
+  name: string;
+  limit: number;
+  windowMs: number;
+  /** Appended to the limiter's storage keys: '' without `policies`, else `|name`. */
+  suffix: string;
+  /** Its own outage limit, if the policy set one. */
+  fallbackLimit: number | undefined;
+};
+
 /** The validated, defaulted form every module works from. */
 export type LimiterConfig = {
   name: string;
@@ -75,6 +120,10 @@ export type LimiterConfig = {
   memory: MemoryStore | undefined;
   ownsMemory: boolean;
   fallbackLimit: number | 'share';
+  /** Every quota, in the order given; one entry without `policies`. */
+  policies: readonly PolicyConfig[];
+  /** `policies` was given (even with one entry). */
+  multiPolicy: boolean;
   instanceHorizonMs: number;
   prefix: string;
   clock: Clock;
@@ -87,6 +136,7 @@ export const LIMITER_OPTIONS = [
   'name',
   'limit',
   'window',
+  'policies',
   'failClosed',
   'redis',
   'algorithm',
@@ -152,8 +202,8 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
       'options',
     );
   }
-  const limit = positiveInteger(options.limit, 'limit');
-  const windowMs = parseDuration(options.window, 'window', MAX_WINDOW_MS);
+  const policies = parsePolicies(options);
+  const { limit, windowMs } = policies[0]!;
   const algorithm = options.algorithm ?? 'fixed-window';
   if (!ALGORITHMS.includes(algorithm)) {
     throw new RateLimitConfigError(
@@ -171,6 +221,12 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
   const timeoutMs =
     options.timeout === undefined ? 100 : parseDuration(options.timeout, 'timeout', MAX_TIMER_MS);
   const fallbackLimit = parseFallbackLimit(options.fallbackLimit, limit);
+  if (options.policies !== undefined && typeof options.fallbackLimit === 'number') {
+    throw new RateLimitConfigError(
+      "fallbackLimit must be 'share' (or left out) with policies: give a number to each policy as its own fallbackLimit",
+      'fallbackLimit',
+    );
+  }
   const instanceHorizonMs = parseInstanceHorizon(options.instanceHorizon);
   const prefix = options.prefix ?? 'rl:';
   if (typeof prefix !== 'string' || /[{}]/.test(prefix) || prefix.length > 128) {
@@ -180,7 +236,10 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
     );
   }
   const named = options.name !== undefined;
-  const name = named ? parseName(options.name) : `${algorithm}-${limit}-per-${windowMs}ms`;
+  const name = named
+    ? parseName(options.name)
+    : `${algorithm}-${policies.map(p => `${p.limit}-per-${p.windowMs}ms`).join('-and-')}`;
+  if (options.policies === undefined) policies[0]!.name = name;
   const clock = parseClock(options.clock);
   const redisTime = options.redisTime ?? 'redis';
   if (redisTime !== 'redis' && redisTime !== 'clock') {
@@ -205,6 +264,8 @@ export function parseLimiterOptions(options: RateLimiterOptions): LimiterConfig 
     memory,
     ownsMemory,
     fallbackLimit,
+    policies,
+    multiPolicy: options.policies !== undefined,
     instanceHorizonMs,
     prefix,
     clock,
@@ -248,14 +309,75 @@ export function warnIfWindowLooksLikeSeconds(name: string, window: unknown, logg
   );
 }
 
-function parseName(name: unknown): string {
+function parseName(name: unknown, option = 'name'): string {
   if (typeof name !== 'string' || !NAME_PATTERN.test(name) || NAME_FORBIDDEN.test(name)) {
     throw new RateLimitConfigError(
-      `name must be 1-128 printable ASCII characters without '"', '\\', '{', '}' or '|', got ${describe(name)}`,
-      'name',
+      `${option} must be 1-128 printable ASCII characters without '"', '\\', '{', '}' or '|', got ${describe(name)}`,
+      option,
     );
   }
   return name;
+}
+
+const MAX_POLICIES = 4;
+const POLICY_OPTIONS = ['name', 'limit', 'window', 'fallbackLimit'];
+
+// `limit` and `window`, or `policies`: the quotas a limiter enforces.
+function parsePolicies(options: RateLimiterOptions): PolicyConfig[] {
+  const given = options.policies as unknown;
+  if (given === undefined) {
+    return [
+      {
+        name: '',
+        limit: positiveInteger(options.limit, 'limit'),
+        windowMs: parseDuration(options.window, 'window', MAX_WINDOW_MS),
+        suffix: '',
+        fallbackLimit: undefined,
+      },
+    ];
+  }
+  if (options.limit !== undefined || options.window !== undefined) {
+    throw new RateLimitConfigError(
+      'give either limit and window, or policies, not both: with policies each policy has its own limit and window',
+      options.limit !== undefined ? 'limit' : 'window',
+    );
+  }
+  if (!Array.isArray(given) || given.length < 1 || given.length > MAX_POLICIES) {
+    throw new RateLimitConfigError(
+      `policies must be an array of 1 to ${MAX_POLICIES} { name, limit, window }, got ${describe(given)}`,
+      'policies',
+    );
+  }
+  const names = new Set<string>();
+  return given.map((policy: unknown, i) => {
+    const at = `policies[${i}]`;
+    if (typeof policy !== 'object' || policy === null) {
+      throw new RateLimitConfigError(
+        `${at} must be an object { name, limit, window }, got ${describe(policy)}`,
+        at,
+      );
+    }
+    rejectUnknownOptions(policy, POLICY_OPTIONS);
+    const { name, limit, window, fallbackLimit } = policy as Record<string, unknown>;
+    const parsedName = parseName(name, `${at}.name`);
+    if (names.has(parsedName)) {
+      throw new RateLimitConfigError(
+        `policy names must be unique: '${parsedName}' is given twice`,
+        `${at}.name`,
+      );
+    }
+    names.add(parsedName);
+    return {
+      name: parsedName,
+      limit: positiveInteger(limit, `${at}.limit`),
+      windowMs: parseDuration(window, `${at}.window`, MAX_WINDOW_MS),
+      suffix: '|' + parsedName,
+      fallbackLimit:
+        fallbackLimit === undefined
+          ? undefined
+          : positiveInteger(fallbackLimit, `${at}.fallbackLimit`),
+    };
+  });
 }
 
 function positiveInteger(value: unknown, option: string): number {

@@ -1,14 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
 import type { StoreBreaker } from './breaker.js';
-import {
-  acquireBreakers,
-  checkBreakers,
-  releaseBreakers,
-  type BreakerRegistry,
-} from './breaker-registry.js';
+import { acquireBreakers, checkBreakers, releaseBreakers } from './breaker-registry.js';
 import { checkCost, checkKey, checkLimit } from './arguments.js';
 import {
+  RateLimitArgumentError,
   RateLimitStoreError,
   isRateLimitCapacityError,
   RateLimitTimeoutError,
@@ -45,10 +41,11 @@ import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { BlockCache } from './block-cache.js';
-import { OutageContinuity, type ReconciledEvent } from './outage-continuity.js';
+import type { ReconciledEvent } from './outage-continuity.js';
 import type { DroppedEvent } from './pending-hits.js';
+import { combine, Policy } from './policy.js';
+import { RedisExchange, WRITE_BACK_TIMEOUT_MS, type Slot } from './redis-exchange.js';
 import { ResetLog } from './reset-log.js';
-import { outageBudget } from './outage-budget.js';
 import {
   acquireInstanceRegistry,
   releaseInstanceRegistry,
@@ -56,7 +53,14 @@ import {
 } from './instance-registry.js';
 import { isolateMetrics, type RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
-import type { AlgorithmName, DecisionParams, DecisionSource, RateLimitResult } from './types.js';
+import type {
+  AlgorithmName,
+  Decision,
+  DecisionParams,
+  DecisionSource,
+  PolicyResult,
+  RateLimitResult,
+} from './types.js';
 
 /** Why a decision was made locally instead of in Redis. */
 export type FallbackReason = 'breaker-open' | 'not-connected' | 'timeout' | 'error';
@@ -75,11 +79,6 @@ export interface RateLimiterEvents {
   pendingDropped: [DroppedEvent];
 }
 
-/** How long one write-back call of outage hits may take (ms). */
-const WRITE_BACK_TIMEOUT_MS = 1000;
-/** How soon outage hits recorded while the breaker stayed closed are written back (ms). */
-const WRITE_BACK_DELAY_MS = 1000;
-
 /**
  * The framework-free core: decides whether `key` may spend `cost` units now.
  * Usable from Express (through `rateLimit()`), a queue worker or a bot.
@@ -90,19 +89,27 @@ const WRITE_BACK_DELAY_MS = 1000;
  */
 export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   readonly name: string;
+  /** The limit (of the first policy, with `policies`). */
   readonly limit: number;
+  /** The window in ms (of the first policy, with `policies`). */
   readonly windowMs: number;
   readonly algorithm: AlgorithmName;
   readonly failClosed: boolean;
   readonly memory: MemoryStore;
+  /**
+   * Every quota the limiter enforces, in the order given; one, named after
+   * the limiter, without `policies`.
+   */
+  readonly policies: ReadonlyArray<{ name: string; limit: number; windowMs: number }>;
   private readonly config: LimiterConfig;
-  private readonly redisStore: RedisStore | undefined;
-  private readonly breakers: BreakerRegistry | undefined;
+  private readonly rules: readonly Policy[];
+  /** `policies` was given: results carry `policies`. */
+  private readonly multi: boolean;
+  private readonly defaultLimits: readonly number[];
+  private readonly redis: RedisExchange | undefined;
   private readonly disposers: Array<{ dispose(): void }> = [];
-  private readonly continuity: OutageContinuity;
   private readonly blocks: BlockCache;
   private readonly resets: ResetLog;
-  private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly metrics: RateLimitMetrics | undefined;
   private readonly hooks: HookRunner;
   private readonly registry: { client: RedisClient; registry: InstanceRegistry } | undefined;
@@ -130,43 +137,56 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.windowMs = config.windowMs;
     this.algorithm = config.algorithm;
     this.failClosed = config.failClosed;
+    this.multi = config.multiPolicy;
     this.memory = config.memory ?? defaultMemoryStore();
     this.hooks = new HookRunner(error => this.reportHookError(error), config.logger);
     this.metrics = config.metrics && isolateMetrics(config.metrics, this.hooks);
     this.resets = new ResetLog(Math.max(2 * config.timeoutMs, WRITE_BACK_TIMEOUT_MS) + 1000);
-    // A getter: with 'share' the budget follows the live instance count.
-    const budget = (): number => this.fallbackLimit;
-    this.continuity = new OutageContinuity(
-      {
-        name: this.name,
-        algorithm: this.algorithm,
-        get fallbackLimit() {
-          return budget();
+    this.rules = config.policies.map(policy => {
+      // Per-policy metrics are labelled name/policy.
+      const label = this.multi ? `${this.name}/${policy.name}` : this.name;
+      return new Policy(
+        policy,
+        config.fallbackLimit,
+        this.multi,
+        {
+          name: this.name,
+          algorithm: this.algorithm,
+          failClosed: this.failClosed,
+          clock: config.clock,
+          logger: config.logger,
+          onReconciled: event => {
+            this.emit('reconciled', event);
+            this.metrics?.reconciled(label, event.hits);
+          },
+          onDropped: event => {
+            config.logger.warn(
+              `resilient-rate-limit: '${label}' dropped ${event.hits} outage hits of ${event.keys} keys before Redis acknowledged them: more keys hold outage hits than memory.maxKeys`,
+            );
+            this.emit('pendingDropped', event);
+            this.metrics?.pendingDropped?.(label, event.hits);
+          },
+          onStoreError: error => this.emitStoreError(error),
         },
-        windowMs: this.windowMs,
-        failClosed: this.failClosed,
-        clock: config.clock,
-        logger: config.logger,
-        onReconciled: event => {
-          this.emit('reconciled', event);
-          this.metrics?.reconciled(this.name, event.hits);
-        },
-        onDropped: event => {
-          config.logger.warn(
-            `resilient-rate-limit: '${this.name}' dropped ${event.hits} outage hits of ${event.keys} keys before Redis acknowledged them: more keys hold outage hits than memory.maxKeys`,
-          );
-          this.emit('pendingDropped', event);
-          this.metrics?.pendingDropped?.(this.name, event.hits);
-        },
-        onStoreError: error => this.emitStoreError(error),
-      },
-      this.memory,
-      this.resets,
+        () => this.liveInstances ?? 1,
+        this.memory,
+        this.resets,
+      );
+    });
+    this.policies = Object.freeze(
+      this.rules.map(({ name, limit, windowMs }) => Object.freeze({ name, limit, windowMs })),
     );
+    this.defaultLimits = Object.freeze(this.rules.map(rule => rule.limit));
     this.blocks = new BlockCache(this.memory.maxKeys);
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
-    warnIfWindowLooksLikeSeconds(this.name, options.window, config.logger);
-    if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit) {
+    if (options.policies === undefined) {
+      warnIfWindowLooksLikeSeconds(this.name, options.window, config.logger);
+    } else {
+      for (const policy of options.policies) {
+        warnIfWindowLooksLikeSeconds(`${this.name}/${policy.name}`, policy.window, config.logger);
+      }
+    }
+    if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit && !this.multi) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
@@ -183,8 +203,16 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       }
       watchConnectionErrors(client, config.logger);
       const breakers = acquireBreakers(client, config.breaker, config.logger);
-      this.breakers = breakers;
-      this.redisStore = new RedisStore(client, config.redisTime === 'clock');
+      this.redis = new RedisExchange(
+        new RedisStore(client, config.redisTime === 'clock'),
+        breakers,
+        this.rules,
+        this.algorithm,
+        config.clock,
+        (storageKey, policy) =>
+          this.redisKey(storageKey.slice(0, storageKey.length - policy.suffix.length), policy),
+        context => this.hooks.caught(context),
+      );
       this.disposers.push({ dispose: () => releaseBreakers(client, config.breaker, breakers) });
       if (config.fallbackLimit === 'share') {
         const registry = acquireInstanceRegistry(client, config.prefix, {
@@ -221,6 +249,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         algorithm: this.algorithm,
         limit: this.limit,
         windowMs: this.windowMs,
+        policies: this.multi
+          ? this.rules.map(rule => `${rule.name}: ${rule.limit} per ${rule.windowMs} ms`).join(', ')
+          : undefined,
         usesRedis: config.redis !== undefined,
         logger: config.logger,
       }),
@@ -267,10 +298,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   /**
    * Cost units per key per window this instance admits from memory during an
-   * outage: `fallbackLimit`, or with `'share'` `ceil(limit / liveInstances)`.
+   * outage: `fallbackLimit`, or with `'share'` `ceil(limit / liveInstances)`
+   * (of the first policy, with `policies`).
    */
   get fallbackLimit(): number {
-    return outageBudget(this.limit, this.config.fallbackLimit, this.liveInstances ?? 1);
+    return this.rules[0]!.fallbackLimit;
   }
 
   /**
@@ -283,19 +315,27 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   /** The Redis breaker's state; `undefined` in memory-only mode. */
   get breakerState(): StoreBreaker['state'] | undefined {
-    return this.breakers?.state;
+    return this.redis?.breakers.state;
   }
 
   /**
-   * Counts `cost` units for `key` if they fit. A denied call counts nothing.
-   * `options.limit` judges the key's one counter against another limit for
-   * this call (plans, tenants); the result and headers show that limit.
+   * Counts `cost` units for `key` if they fit (in every policy, with
+   * `policies`). A denied call counts nothing. `options.limit` judges the
+   * key's one counter against another limit for this call (plans, tenants);
+   * the result and headers show that limit.
    * @throws RateLimitArgumentError (as a rejection) for an empty key, or a
-   *   cost or limit that is not a whole number with 1 <= cost <= limit.
+   *   cost or limit that is not a whole number with 1 <= cost <= limit, or a
+   *   `limit` given to a limiter with `policies` (which limit would it be?).
    */
   consume(key: string, cost = 1, options?: { limit?: number }): Promise<RateLimitResult> {
     try {
-      const result = this.decide(key, cost, options?.limit);
+      const limit = options?.limit;
+      if (limit !== undefined && this.multi) {
+        throw new RateLimitArgumentError(
+          `'${this.name}' has policies: a per-call limit belongs to one policy; give each policy a function limit in the middleware instead`,
+        );
+      }
+      const result = this.decide(key, cost, limit);
       return result instanceof Promise ? result : Promise.resolve(result);
     } catch (error) {
       return Promise.reject(error);
@@ -305,11 +345,16 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   /**
    * `consume()` without the promise when no Redis call is needed (memory-only,
    * breaker open): the middleware's hot path. Throws instead of rejecting
-   * when it answers synchronously.
+   * when it answers synchronously. `limit`: this call's limit, or one per
+   * policy.
    * @internal
    */
-  decide(key: string, cost: number, limit?: number): RateLimitResult | Promise<RateLimitResult> {
-    const result = this.decideUnobserved(key, cost, limit ?? this.limit);
+  decide(
+    key: string,
+    cost: number,
+    limit?: number | readonly number[],
+  ): RateLimitResult | Promise<RateLimitResult> {
+    const result = this.decideUnobserved(key, cost, this.limitsFor(limit));
     const metrics = this.metrics;
     if (metrics === undefined) return result;
     if (!(result instanceof Promise)) {
@@ -322,106 +367,127 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     });
   }
 
+  // One limit per policy, checked; the configured ones unless given.
+  private limitsFor(limit: number | readonly number[] | undefined): readonly number[] {
+    if (limit === undefined) return this.defaultLimits;
+    const limits = typeof limit === 'number' ? [limit] : limit;
+    if (limits.length !== this.rules.length) {
+      throw new RateLimitArgumentError(
+        `'${this.name}' has ${this.rules.length} policies, got ${limits.length} limits`,
+      );
+    }
+    for (let i = 0; i < limits.length; i++) {
+      if (limits[i]! !== this.rules[i]!.limit) checkLimit(limits[i]!);
+    }
+    return limits;
+  }
+
   private decideUnobserved(
     key: string,
     cost: number,
-    limit: number,
+    limits: readonly number[],
   ): RateLimitResult | Promise<RateLimitResult> {
     checkKey(key);
-    if (limit !== this.limit) checkLimit(limit);
-    checkCost(cost, limit);
-    const storageKey = this.name + '|' + toStorageKey(key);
-    if (this.redisStore === undefined || this.breakers === undefined) {
-      return this.decideInMemory(key, storageKey, cost, limit, this.config.clock.now());
+    for (const limit of limits) checkCost(cost, limit);
+    const slots = this.slotsFor(key);
+    const redis = this.redis;
+    if (redis === undefined) {
+      return this.decideInMemory(key, slots, cost, limits, this.config.clock.now(), false);
     }
-    const redisKey = this.redisKey(storageKey);
-    const breaker = this.breakers.forKey(redisKey);
+    const breaker = redis.breakers.forKey(slots[0]!.redisKey);
     const skip = breaker.skipReason();
-    if (skip) return this.fallBack(key, storageKey, cost, limit, skip);
+    if (skip) return this.fallBack(key, slots, cost, limits, skip);
     // After the breaker check: during an outage the fallback decides (and
     // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
-      const blocked = this.blocks.check(storageKey, key, cost, this.config.clock.now());
-      if (blocked && blocked.limit === limit) return blocked;
+      const blocked = this.checkBlocks(key, slots, cost, limits);
+      if (blocked) return blocked;
     }
-    return this.decideInRedis(this.redisStore, breaker, key, storageKey, redisKey, cost, limit);
+    return this.decideInRedis(redis, breaker, key, slots, cost, limits);
+  }
+
+  // Each policy's counter of `key`: `prefix{name|key}` and, with policies,
+  // `|policy` after it, so one key's policies share a Cluster hash tag.
+  private slotsFor(key: string): Slot[] {
+    const base = this.name + '|' + toStorageKey(key);
+    return this.rules.map(policy => ({
+      policy,
+      storageKey: base + policy.suffix,
+      redisKey: this.redisKey(base, policy),
+    }));
+  }
+
+  private redisKey(base: string, policy: Policy): string {
+    return this.config.prefix + '{' + base + '}' + policy.suffix;
   }
 
   private async decideInRedis(
-    store: RedisStore,
+    redis: RedisExchange,
     breaker: StoreBreaker,
     key: string,
-    storageKey: string,
-    redisKey: string,
+    slots: readonly Slot[],
     cost: number,
-    limit: number,
+    limits: readonly number[],
   ): Promise<RateLimitResult> {
     const started = this.metrics ? performance.now() : 0;
     const mark = this.resets.mark();
-    let decision: RedisDecision;
+    let decisions: RedisDecision[];
     try {
-      decision = await this.exchange(
-        store,
-        breaker,
-        storageKey,
-        redisKey,
-        this.params(limit, cost, 0),
-        this.config.timeoutMs,
-      );
+      const params = slots.map((slot, i) => this.params(slot.policy, limits[i]!, cost, 0));
+      decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
     } catch (error) {
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
-      return this.fallBack(key, storageKey, cost, limit, this.reasonFor(error), error);
+      return this.fallBack(key, slots, cost, limits, this.reasonFor(error), error);
     }
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     if (this.inOutage) {
       this.inOutage = false;
-      markHealthy(store.client);
+      markHealthy(redis.store.client);
     }
-    const result = this.fromRedis(key, decision, limit);
-    if (!result.allowed && !this.resets.since(storageKey, mark)) {
-      this.blocks.remember(storageKey, result, cost, this.config.clock.now());
+    const result = this.fromRedis(key, slots, decisions, limits);
+    if (!result.allowed) {
+      const now = this.config.clock.now();
+      for (let i = 0; i < slots.length; i++) {
+        if (this.resets.since(slots[i]!.storageKey, mark)) continue;
+        this.blocks.remember(slots[i]!.storageKey, result.policies?.[i] ?? result, cost, now);
+      }
     }
     return result;
   }
 
-  /**
-   * One Redis call for a key within `budgetMs`, carrying what this instance
-   * holds for the key (see OutageContinuity), after any call already carrying
-   * its outage hits has settled.
-   */
-  private async exchange(
-    store: RedisStore,
-    breaker: StoreBreaker,
-    storageKey: string,
-    redisKey: string,
-    /** A fresh object per call: its `now` is set here, once any wait is over. */
-    params: DecisionParams,
-    budgetMs: number,
-  ): Promise<RedisDecision> {
-    const deadline = performance.now() + budgetMs;
-    for (let wait = this.continuity.inFlight(storageKey); wait;) {
-      await withTimeout(wait, Math.max(1, deadline - performance.now()));
-      wait = this.continuity.inFlight(storageKey);
+  // A denial Redis gave within the last second, if one of the key's policies
+  // has one for a request of this cost and limit.
+  private checkBlocks(
+    key: string,
+    slots: readonly Slot[],
+    cost: number,
+    limits: readonly number[],
+  ): RateLimitResult | undefined {
+    const now = this.config.clock.now();
+    if (!this.multi) {
+      const blocked = this.blocks.check(slots[0]!.storageKey, key, cost, now);
+      return blocked && blocked.limit === limits[0]! ? blocked : undefined;
     }
-    for (let wholeView = false; ; wholeView = true) {
-      params.now = this.config.clock.now();
-      const ticket = this.continuity.prepare(storageKey, params.now, wholeView);
-      const sent = breaker.execute(() =>
-        withTimeout(
-          store.consume(redisKey, params, ticket.outgoing?.args),
-          Math.max(1, Math.round(deadline - performance.now())),
-        ),
-      );
-      this.continuity.hold(ticket, sent);
-      const decision = await sent;
-      // Redis stores less than this instance's view: send the whole view.
-      if (decision.needsView && !wholeView) continue;
-      // Never settle a non-answer: outage units stay pending.
-      if (decision.needsView)
-        throw new RateLimitStoreError('the decision script asked twice for the view');
-      this.continuity.settle(ticket, decision);
-      return decision;
-    }
+    let denied = false;
+    const figures = slots.map((slot, i) => {
+      const blocked = this.blocks.check(slot.storageKey, key, cost, now);
+      if (blocked === undefined || blocked.limit !== limits[i]!) return undefined;
+      denied = true;
+      return slot.policy.describe(blocked, limits[i]!);
+    });
+    if (!denied) return undefined;
+    // The other policies, as this instance last saw them: the request is
+    // denied either way, so these figures only inform.
+    return combine(
+      key,
+      'redis',
+      figures.map((figure, i) => {
+        if (figure) return figure;
+        const { policy, storageKey } = slots[i]!;
+        const seen = this.memory.get(storageKey, this.params(policy, limits[i]!, 0, now));
+        return policy.describe(seen ?? this.fullDecision(policy, limits[i]!, now), limits[i]!);
+      }),
+    );
   }
 
   /**
@@ -430,146 +496,131 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * so callers (and tests) can await it. What fails stays pending.
    */
   reconcile(): Promise<void> {
-    const store = this.redisStore;
-    const breakers = this.breakers;
-    if (!store || !breakers) return Promise.resolve();
-    return this.continuity.reconcile(storageKey => {
-      const redisKey = this.redisKey(storageKey);
-      const breaker = breakers.forKey(redisKey);
-      if (breaker.shouldSkip()) {
-        return Promise.reject(new RateLimitStoreError('the circuit breaker is open'));
-      }
-      const params = this.params(this.limit, 0, 0);
-      return this.exchange(store, breaker, storageKey, redisKey, params, WRITE_BACK_TIMEOUT_MS);
-    });
-  }
-
-  // Outage hits recorded while the breaker stayed closed (a lone timeout)
-  // have no breakerClose to write them back: a timer does.
-  private scheduleWriteBack(): void {
-    if (this.writeBackTimer !== undefined || this.closed) return;
-    this.writeBackTimer = setTimeout(() => {
-      this.writeBackTimer = undefined;
-      if (this.breakers?.state !== 'closed') return;
-      this.reconcile()
-        .then(() => {
-          if (this.continuity.pending > 0) this.scheduleWriteBack();
-        })
-        .catch(this.hooks.caught('scheduled write-back'));
-    }, WRITE_BACK_DELAY_MS);
-    this.writeBackTimer.unref?.();
+    return this.redis?.reconcile() ?? Promise.resolve();
   }
 
   /** Hits admitted during an outage and not yet acknowledged by Redis. */
   get pendingReconciliation(): number {
-    return this.continuity.pending;
+    return this.redis?.pending ?? 0;
   }
 
   /** The current state of `key` without consuming; `undefined` if it has none. */
   async get(key: string): Promise<RateLimitResult | undefined> {
     checkKey(key);
-    const storageKey = this.name + '|' + toStorageKey(key);
-    const redisKey = this.redisKey(storageKey);
-    const breaker = this.breakers?.forKey(redisKey);
-    if (this.redisStore && breaker && !breaker.shouldSkip()) {
+    const slots = this.slotsFor(key);
+    const redis = this.redis;
+    const breaker = redis?.breakers.forKey(slots[0]!.redisKey);
+    if (redis && breaker && !breaker.shouldSkip()) {
       try {
-        const decision = await this.exchange(
-          this.redisStore,
-          breaker,
-          storageKey,
-          redisKey,
-          this.params(this.limit, 0, 0),
-          this.config.timeoutMs,
-        );
-        return decision.live ? this.fromRedis(key, decision, this.limit) : undefined;
+        const params = slots.map(slot => this.params(slot.policy, slot.policy.limit, 0, 0));
+        const decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
+        if (!decisions.some(decision => decision.live)) return undefined;
+        return this.fromRedis(key, slots, decisions, this.defaultLimits);
       } catch (error) {
         if (!isBrokenCircuitError(error)) this.emitStoreError(error);
       }
     }
-    const limit = this.redisStore ? this.fallbackLimit : this.limit;
-    const decision = this.memory.get(storageKey, this.params(limit, 0, this.config.clock.now()));
-    return decision && { ...decision, limit, source: 'memory', key };
+    const now = this.config.clock.now();
+    let held = false;
+    const figures = slots.map(({ policy, storageKey }) => {
+      const limit = redis ? policy.fallbackLimit : policy.limit;
+      const decision = this.memory.get(storageKey, this.params(policy, limit, 0, now));
+      if (decision) held = true;
+      return policy.describe(decision ?? this.fullDecision(policy, limit, now), limit);
+    });
+    if (!held) return undefined;
+    return this.multi ? combine(key, 'memory', figures) : toResult(figures[0]!, 'memory', key);
   }
 
   /**
-   * Gives back `cost` units of `key` counted in its live window or bucket:
-   * never below zero, never into a window that has ended (login attempts
-   * that succeeded, work that was not done). In Redis it is one atomic call,
-   * merged with this instance's outage state like a decision; during an
-   * outage memory gives the units back and the refund reaches Redis with the
-   * key's other outage state, once. Other instances see it within 1 s.
+   * Gives back `cost` units of `key` counted in its live window or bucket (in
+   * every policy): never below zero, never into a window that has ended
+   * (login attempts that succeeded, work that was not done). In Redis it is
+   * one atomic call, merged with this instance's outage state like a
+   * decision; during an outage memory gives the units back and the refund
+   * reaches Redis with the key's other outage state, once. Other instances
+   * see it within 1 s.
    * @throws RateLimitArgumentError for an empty key or a cost that is not a
    *   positive whole number.
    */
   async refund(key: string, cost = 1): Promise<void> {
     checkKey(key);
     checkCost(cost, Number.MAX_SAFE_INTEGER);
-    const storageKey = this.name + '|' + toStorageKey(key);
+    const slots = this.slotsFor(key);
     const now = this.config.clock.now();
-    // Answers to calls already out describe the key before the refund.
-    this.resets.note(storageKey, now);
-    this.blocks.forget(storageKey);
-    const store = this.redisStore;
-    if (store === undefined || this.breakers === undefined) {
-      this.memory.refund(storageKey, this.params(this.limit, cost, now));
+    for (const slot of slots) {
+      // Answers to calls already out describe the key before the refund.
+      this.resets.note(slot.storageKey, now);
+      this.blocks.forget(slot.storageKey);
+    }
+    const redis = this.redis;
+    if (redis === undefined) {
+      for (const { policy, storageKey } of slots) {
+        this.memory.refund(storageKey, this.params(policy, policy.limit, cost, now));
+      }
       return;
     }
-    const redisKey = this.redisKey(storageKey);
-    const breaker = this.breakers.forKey(redisKey);
+    const breaker = redis.breakers.forKey(slots[0]!.redisKey);
     if (!breaker.shouldSkip()) {
       try {
-        const params = this.params(this.limit, -cost, 0);
-        const decision = await this.exchange(
-          store,
-          breaker,
-          storageKey,
-          redisKey,
-          params,
-          this.config.timeoutMs,
-        );
+        const params = slots.map(slot => this.params(slot.policy, slot.policy.limit, -cost, 0));
+        const decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
         // An answer that holds no state is not mirrored: refund the view too.
-        if (!decision.live && this.failClosed) {
-          this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
+        if (this.failClosed) {
+          slots.forEach(({ policy, storageKey }, i) => {
+            if (decisions[i]!.live) return;
+            this.memory.refund(storageKey, this.params(policy, policy.fallbackLimit, cost, now));
+          });
         }
         return;
       } catch (error) {
-        if (!isBrokenCircuitError(error)) this.emit('storeError', error);
+        if (!isBrokenCircuitError(error)) this.emitStoreError(error);
       }
     }
     // Fail-open rules keep no outage state: nothing to give back locally.
     if (!this.failClosed) return;
     // Only what memory gave back is owed to Redis: a refund of units this
     // instance never saw counted is dropped (over-counting is the safe side).
-    const back = this.memory.refund(storageKey, this.params(this.fallbackLimit, cost, now));
-    if (back.units === 0) return;
-    this.continuity.record(storageKey, -back.units, back.resetAt, now);
-    this.scheduleWriteBack();
+    let owed = false;
+    for (const { policy, storageKey } of slots) {
+      const params = this.params(policy, policy.fallbackLimit, cost, now);
+      const back = this.memory.refund(storageKey, params);
+      if (back.units === 0) continue;
+      policy.continuity.record(storageKey, -back.units, back.resetAt, now);
+      owed = true;
+    }
+    if (owed) redis.scheduleWriteBack();
   }
 
   /**
-   * Forgets `key` in memory and in Redis. Rejects with RateLimitStoreError if
-   * Redis could not be reached: the memory counter is reset, Redis's is not.
+   * Forgets `key` (in every policy) in memory and in Redis. Rejects with
+   * RateLimitStoreError if Redis could not be reached: the memory counter is
+   * reset, Redis's is not.
    */
   async reset(key: string): Promise<void> {
     checkKey(key);
-    const storageKey = this.name + '|' + toStorageKey(key);
+    const slots = this.slotsFor(key);
     const now = this.config.clock.now();
-    this.resets.note(storageKey, now);
-    this.memory.reset(storageKey);
-    this.continuity.forget(storageKey);
-    this.blocks.forget(storageKey);
-    if (!this.redisStore || !this.breakers) return;
-    const redisKey = this.redisKey(storageKey);
-    const breaker = this.breakers.forKey(redisKey);
+    for (const { policy, storageKey } of slots) {
+      this.resets.note(storageKey, now);
+      this.memory.reset(storageKey);
+      policy.continuity.forget(storageKey);
+      this.blocks.forget(storageKey);
+    }
+    const redis = this.redis;
+    if (redis === undefined) return;
+    const breaker = redis.breakers.forKey(slots[0]!.redisKey);
     if (breaker.shouldSkip()) {
       throw new RateLimitStoreError(
         `could not reset '${key}' in Redis: the circuit breaker is open`,
       );
     }
-    const store = this.redisStore;
+    const keys = slots.map(slot => slot.redisKey);
+    const windows = slots.map(slot => slot.policy.windowMs);
+    const params = this.params(this.rules[0]!, this.limit, 0, now);
     try {
       await breaker.execute(() =>
-        withTimeout(store.reset(redisKey, this.params(this.limit, 0, now)), this.config.timeoutMs),
+        withTimeout(redis.store.reset(keys, windows, params), this.config.timeoutMs),
       );
     } catch (error) {
       this.noteStoreError(error);
@@ -581,8 +632,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.writeBackTimer !== undefined) clearTimeout(this.writeBackTimer);
-    await this.continuity.settled();
+    await this.redis?.close();
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
     if (this.registry) releaseInstanceRegistry(this.registry.client, this.registry.registry);
     // After the breakers: they hold listeners on this client.
@@ -590,43 +640,62 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (this.config.ownsMemory) this.memory.close();
   }
 
-  private params(limit: number, cost: number, now: number): DecisionParams {
-    return { algorithm: this.algorithm, limit, windowMs: this.windowMs, cost, now };
+  private params(policy: Policy, limit: number, cost: number, now: number): DecisionParams {
+    return { algorithm: this.algorithm, limit, windowMs: policy.windowMs, cost, now };
   }
 
-  private redisKey(storageKey: string): string {
-    return this.config.prefix + '{' + storageKey + '}';
+  // What a key with nothing counted answers.
+  private fullDecision(policy: Policy, limit: number, now: number): Decision {
+    return { allowed: true, remaining: limit, resetAt: now + policy.windowMs, retryAfterMs: 0 };
   }
 
+  // `outage`: the fallback decides, against each policy's outage budget.
   private decideInMemory(
     key: string,
-    storageKey: string,
+    slots: readonly Slot[],
     cost: number,
-    limit: number,
+    limits: readonly number[],
     now: number,
+    outage: boolean,
   ): RateLimitResult {
     try {
-      const decision = this.memory.consume(storageKey, this.params(limit, cost, now));
-      return {
-        allowed: decision.allowed,
-        limit,
-        remaining: decision.remaining,
-        resetAt: decision.resetAt,
-        retryAfterMs: decision.retryAfterMs,
-        source: 'memory',
+      if (!this.multi) {
+        const { policy, storageKey } = slots[0]!;
+        const limit = outage ? policy.fallbackFor(limits[0]!) : limits[0]!;
+        const decision = this.memory.consume(storageKey, this.params(policy, limit, cost, now));
+        return {
+          allowed: decision.allowed,
+          limit,
+          remaining: decision.remaining,
+          resetAt: decision.resetAt,
+          retryAfterMs: decision.retryAfterMs,
+          source: 'memory',
+          key,
+        };
+      }
+      const params = slots.map(({ policy }, i) =>
+        this.params(policy, outage ? policy.fallbackFor(limits[i]!) : limits[i]!, cost, now),
+      );
+      const decisions = this.memory.consumeAll(
+        slots.map(slot => slot.storageKey),
+        params,
+      );
+      return combine(
         key,
-      };
+        'memory',
+        decisions.map((decision, i) => slots[i]!.policy.describe(decision, params[i]!.limit)),
+      );
     } catch (error) {
-      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key, limit);
+      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key, limits);
       throw error;
     }
   }
 
   private fallBack(
     key: string,
-    storageKey: string,
+    slots: readonly Slot[],
     cost: number,
-    limit: number,
+    limits: readonly number[],
     reason: FallbackReason,
     error?: unknown,
   ): RateLimitResult {
@@ -635,37 +704,35 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (!this.inOutage) {
       this.inOutage = true;
       this.config.logger.warn(
-        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeRedisFailure(reason, error, this.redisStore?.client)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
+        `resilient-rate-limit: '${this.name}' cannot decide in Redis (${describeRedisFailure(reason, error, this.redis?.store.client)}); ${source === 'memory' ? 'limiting from memory' : 'letting requests through'} until it recovers`,
       );
     }
     // Per request during an outage: build the event only for a listener.
     if (this.listenerCount('fallback') > 0) this.emit('fallback', { source, key, reason });
-    if (!this.failClosed) return this.bypass(key, limit);
+    if (!this.failClosed) return this.bypass(key, limits);
     const now = this.config.clock.now();
-    const result = this.decideInMemory(key, storageKey, cost, this.fallbackFor(limit), now);
+    const result = this.decideInMemory(key, slots, cost, limits, now, true);
     if (result.allowed) {
-      this.continuity.record(storageKey, cost, result.resetAt, now);
-      this.metrics?.outageAdmitted?.(this.name, cost);
-      if (reason !== 'breaker-open') this.scheduleWriteBack();
+      for (let i = 0; i < slots.length; i++) {
+        const { policy, storageKey } = slots[i]!;
+        const resetAt = result.policies?.[i]?.resetAt ?? result.resetAt;
+        policy.continuity.record(storageKey, cost, resetAt, now);
+        this.metrics?.outageAdmitted?.(
+          this.multi ? `${this.name}/${policy.name}` : this.name,
+          cost,
+        );
+      }
+      if (reason !== 'breaker-open') this.redis?.scheduleWriteBack();
     }
     return result;
-  }
-
-  // The memory store's limit for a call judged against `limit`: the rule's
-  // fallbackLimit, and never more than that call's own limit.
-  private fallbackFor(limit: number): number {
-    if (limit === this.limit) return this.fallbackLimit;
-    const configured = this.config.fallbackLimit;
-    if (configured === 'share') return outageBudget(limit, configured, this.liveInstances ?? 1);
-    return Math.min(limit, this.fallbackLimit);
   }
 
   // Credentials off the error first: listeners, causes and logs get it next.
   private noteStoreError(error: unknown): void {
     redactError(error);
-    if (this.redisStore) {
+    if (this.redis) {
       const probeKey = this.config.prefix + '{' + this.name + '}';
-      const { client } = this.redisStore;
+      const { client } = this.redis.store;
       reportPermissionError(client, error, probeKey, this.config.prefix, this.config.logger);
       noteCommandError(client, error, this.config.logger);
     }
@@ -676,32 +743,40 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.emit('storeError', error);
   }
 
-  private bypass(key: string, limit = this.limit): RateLimitResult {
+  private bypass(key: string, limits: readonly number[]): RateLimitResult {
     const now = this.config.clock.now();
-    return {
-      allowed: true,
-      limit,
-      remaining: limit,
-      resetAt: now + this.windowMs,
-      retryAfterMs: 0,
-      source: 'bypass' satisfies DecisionSource,
-      key,
-    };
+    const figures = this.rules.map((policy, i) =>
+      policy.describe(this.fullDecision(policy, limits[i]!, now), limits[i]!),
+    );
+    return this.multi ? combine(key, 'bypass', figures) : toResult(figures[0]!, 'bypass', key);
   }
 
   // Redis reports times on its own clock; shift them onto ours so resetAt and
   // the headers stay right when the app's clock is skewed.
-  private fromRedis(key: string, decision: RedisDecision, limit: number): RateLimitResult {
-    const skew = this.config.clock.now() - decision.redisNow;
-    return {
-      allowed: decision.allowed,
-      limit,
-      remaining: Math.max(0, decision.remaining),
-      resetAt: decision.resetAt + skew,
-      retryAfterMs: decision.retryAfterMs,
-      source: 'redis',
-      key,
-    };
+  private fromRedis(
+    key: string,
+    slots: readonly Slot[],
+    decisions: readonly RedisDecision[],
+    limits: readonly number[],
+  ): RateLimitResult {
+    const skew = this.config.clock.now() - decisions[0]!.redisNow;
+    if (!this.multi) {
+      const decision = decisions[0]!;
+      return {
+        allowed: decision.allowed,
+        limit: limits[0]!,
+        remaining: Math.max(0, decision.remaining),
+        resetAt: decision.resetAt + skew,
+        retryAfterMs: decision.retryAfterMs,
+        source: 'redis',
+        key,
+      };
+    }
+    const figures: PolicyResult[] = decisions.map((decision, i) => {
+      const shifted = { ...decision, resetAt: decision.resetAt + skew };
+      return slots[i]!.policy.describe(shifted, limits[i]!);
+    });
+    return combine(key, 'redis', figures);
   }
 
   private reasonFor(error: unknown): FallbackReason {
@@ -709,4 +784,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (error instanceof RateLimitTimeoutError) return 'timeout';
     return 'error';
   }
+}
+
+// The result of a limiter without policies: its one policy's figures.
+function toResult(figures: PolicyResult, source: DecisionSource, key: string): RateLimitResult {
+  const { allowed, limit, remaining, resetAt, retryAfterMs } = figures;
+  return { allowed, limit, remaining, resetAt, retryAfterMs, source, key };
 }

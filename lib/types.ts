@@ -20,6 +20,25 @@ export type RateLimitResult = {
   source: DecisionSource;
   /** The caller's key, as given (not the hashed storage key). */
   key: string;
+  /**
+   * With `policies`: each policy's figures, in the order given. The fields
+   * above then describe the binding policy (the one that denied with the
+   * longest wait, else the one with least remaining).
+   */
+  policies?: PolicyResult[];
+};
+
+/** One policy's figures in `RateLimitResult.policies`. */
+export type PolicyResult = {
+  name: string;
+  limit: number;
+  remaining: number;
+  /** Epoch ms when this policy's window or bucket frees capacity. */
+  resetAt: number;
+  /** 0 when this policy admits; otherwise ms until it would. */
+  retryAfterMs: number;
+  /** This policy admits the request (it is admitted only if all do). */
+  allowed: boolean;
 };
 
 /** What a store answers for one key; the limiter adds limit, source and key. */

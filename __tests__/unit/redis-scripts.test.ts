@@ -24,9 +24,13 @@ describe('redis scripts', () => {
 
   it('reads the same leading arguments in every decision script', () => {
     for (const script of Object.values(DECIDE_SCRIPTS)) {
-      expect(script.source).toContain('local limit = tonumber(ARGV[1])');
-      expect(script.source).toContain('local cost = tonumber(ARGV[4])');
-      expect(script.source).toContain('local viewed = ARGV[5] ~= nil');
+      // One key: limit, window, now, cost, then the continuity arguments.
+      expect(script.source).toContain(
+        'local d = step(KEYS[1], tonumber(ARGV[1]), window, now, tonumber(ARGV[4]), ARGV, 4, #ARGV - 4, false)',
+      );
+      expect(script.source).toContain('local viewed = m > 0');
+      // Several keys: now and cost, then one group per key.
+      expect(script.source).toContain('local cost = tonumber(ARGV[2])');
     }
   });
 });

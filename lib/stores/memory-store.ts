@@ -132,9 +132,57 @@ export class MemoryStore implements RateLimitStore {
       if (denied) return denied;
       entry = this.insert(key);
     }
+    return this.count(entry, params);
+  }
+
+  /**
+   * Decides `cost` units for several keys as one step (a limiter's
+   * policies, each with its own params): counted in every key if every key
+   * admits them, else in none. One decision per key, in order; a key that
+   * would have admitted answers as a read (what it has left).
+   * @throws RateLimitCapacityError as `consume()` does with `whenFull: 'reject'`
+   */
+  consumeAll(keys: readonly string[], params: readonly DecisionParams[]): Decision[] {
+    const { now } = params[0]!;
+    const entries: Entry[] = [];
+    for (const key of keys) {
+      let entry = this.lookup(key, now);
+      if (entry === undefined) {
+        const denied = this.makeRoom(now);
+        if (denied) return keys.map(() => denied);
+        entry = this.insert(key);
+      }
+      // Most recently used, so making room for the next key cannot take it.
+      this.file(entry, entry.tier);
+      entries.push(entry);
+    }
+    const trials = entries.map((entry, i) => {
+      const trial = { a: entry.a, b: entry.b, c: entry.c };
+      return algorithms[params[i]!.algorithm].decide(trial, params[i]!, params[i]!.cost, now);
+    });
+    // Only a store holding fewer keys than the limiter has policies loses one.
+    if (entries.some(entry => this.entries.get(entry.key) !== entry)) {
+      return keys.map(() => ({
+        allowed: false,
+        remaining: 0,
+        resetAt: now + 1000,
+        retryAfterMs: 1000,
+      }));
+    }
+    if (trials.every(trial => trial.allowed)) {
+      return entries.map((entry, i) => this.count(entry, params[i]!));
+    }
+    return entries.map((entry, i) => {
+      if (!trials[i]!.allowed) return trials[i]!;
+      const trial = { a: entry.a, b: entry.b, c: entry.c };
+      return algorithms[params[i]!.algorithm].decide(trial, params[i]!, 0, now);
+    });
+  }
+
+  private count(entry: Entry, params: DecisionParams): Decision {
     const algorithm = algorithms[params.algorithm];
     const start = entry.b;
-    const decision = algorithm.decide(entry, params, params.cost, now);
+    const decision = algorithm.decide(entry, params, params.cost, params.now);
     // A fixed window memory opened itself is no copy of one seen in Redis.
     if (params.algorithm === 'fixed-window' && entry.b !== start) {
       entry.observedAt = 0;

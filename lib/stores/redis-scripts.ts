@@ -6,6 +6,7 @@ import type { AlgorithmName } from '../types.js';
  * epilogue. Each mirrors lib/algorithms/*.ts line for line: the conformance
  * suite runs the same hits through both stores and expects equal answers.
  *
+ * One key (a rule, or a limiter with one policy):
  * KEYS[1]  the counter hash: fields a, b, c (see CounterState) and r, the
  *          Redis time of the last reset (views taken before it are stale)
  * ARGV[1]  limit            ARGV[2]  window ms
@@ -21,6 +22,14 @@ import type { AlgorithmName } from '../types.js';
  *          family below).
  * Returns  { allowed 0|1, remaining, resetAt, retryAfterMs, now, a, b, c,
  *            1 if the key holds live state after the call }
+ *
+ * Several keys (policies: "10 per second and 1000 per day", one hash tag):
+ * ARGV[1] now or '', ARGV[2] cost, then per key a group: its length n, then
+ * limit, window and n - 2 continuity arguments (as ARGV[5..] above). Every
+ * key is decided without counting first; only if all admit are the units
+ * counted in each, so a request one policy denies consumes in none. A
+ * refund gives back in every key. Returns the nine values above per key, in
+ * KEYS order, or { -1 } if any key needs its whole view.
  *
  * The merge is what keeps counts continuous across outages and Redis data
  * loss: stored = max(0, max(stored, known) - refunded) + admitted, where
@@ -45,12 +54,13 @@ if not now then
 end`;
 }
 
+// A family's body runs as step(): it decides one key without writing and
+// returns what commit() writes, or nil when the key needs the whole view.
+// V(i) reads what was ARGV[i] of the one-key layout, for any key's group.
+// `dry` decides without counting (the first pass over several keys).
 const PRELUDE = `
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-${redisNow(3)}
-local cost = tonumber(ARGV[4])
+local function step(key, limit, window, now, cost, A, o, m, dry)
+local function V(i) return A[o + i - 4] end
 local s = redis.call('HMGET', key, 'a', 'b', 'c', 'r')
 local a = tonumber(s[1]) or 0
 local b = tonumber(s[2]) or 0
@@ -58,17 +68,17 @@ local c = tonumber(s[3]) or 0
 local r = tonumber(s[4]) or 0
 local live = 0
 -- The caller's view is stale when the key was reset after it was taken.
-local viewed = ARGV[5] ~= nil
+local viewed = m > 0
 -- The hot path's one-number check of a view: its count or debt.
 local floor = nil
-if viewed and tonumber(ARGV[5]) <= -2 then
-  floor = -2 - tonumber(ARGV[5])
+if viewed and tonumber(V(5)) <= -2 then
+  floor = -2 - tonumber(V(5))
   viewed = false
 end
 local known = false
 local stale = false
 if viewed then
-  local age = tonumber(ARGV[5])
+  local age = tonumber(V(5))
   stale = age >= 0 and now - age < r
   known = age >= 0 and not stale
 end
@@ -83,47 +93,100 @@ local remaining, resetAt, retry, expiresAt
 local write = false`;
 
 const EPILOGUE = `
-if merged or refunded then write = 'set' end
-if write == 'incr' then
-  redis.call('HINCRBY', key, 'a', cost)
-elseif write then
-  redis.call('HSET', key, 'a', a, 'b', b, 'c', c)
-  -- A refund, like a reset, makes every view taken before it stale.
-  if refunded then
-    r = now
-    redis.call('HSET', key, 'r', r)
-  end
-  -- A reset marker must outlive every view that predates it.
-  if r > 0 then expiresAt = math.max(expiresAt, r + 2 * window) end
-  -- A second of slack: the script decides from the stored times, so expiry
-  -- is only clean-up and must not race a test clock that runs slow.
-  redis.call('PEXPIRE', key, math.max(1, expiresAt - now) + 1000)
+return { allowed = allowed, remaining = remaining, resetAt = resetAt, retry = retry,
+  a = a, b = b, c = c, r = r, live = live, write = write, merged = merged,
+  refunded = refunded, expiresAt = expiresAt, cost = cost }
 end
-if merged or write then live = 1 end
-local ok = 0
-if allowed then ok = 1 end
-return { ok, remaining, resetAt, retry, now, a, b, c, live }`;
+
+-- Writes what step() decided; returns the reply's allowed and live flags.
+local function commit(key, now, window, d)
+  local write = d.write
+  if d.merged or d.refunded then write = 'set' end
+  if write == 'incr' then
+    redis.call('HINCRBY', key, 'a', d.cost)
+  elseif write then
+    redis.call('HSET', key, 'a', d.a, 'b', d.b, 'c', d.c)
+    local r = d.r
+    -- A refund, like a reset, makes every view taken before it stale.
+    if d.refunded then
+      r = now
+      redis.call('HSET', key, 'r', r)
+    end
+    local expiresAt = d.expiresAt
+    -- A reset marker must outlive every view that predates it.
+    if r > 0 then expiresAt = math.max(expiresAt, r + 2 * window) end
+    -- A second of slack: the script decides from the stored times, so expiry
+    -- is only clean-up and must not race a test clock that runs slow.
+    redis.call('PEXPIRE', key, math.max(1, expiresAt - now) + 1000)
+  end
+  local live = d.live
+  if d.merged or write then live = 1 end
+  local ok = 0
+  if d.allowed then ok = 1 end
+  return ok, live
+end
+
+if #KEYS == 1 then
+  ${redisNow(3)}
+  local window = tonumber(ARGV[2])
+  local d = step(KEYS[1], tonumber(ARGV[1]), window, now, tonumber(ARGV[4]), ARGV, 4, #ARGV - 4, false)
+  if not d then return { -1 } end
+  local ok, live = commit(KEYS[1], now, window, d)
+  return { ok, d.remaining, d.resetAt, d.retry, now, d.a, d.b, d.c, live }
+end
+
+${redisNow(1)}
+local cost = tonumber(ARGV[2])
+local groups = {}
+local all = true
+local p = 3
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[p])
+  local g = { limit = tonumber(ARGV[p + 1]), window = tonumber(ARGV[p + 2]) }
+  -- Nothing is written until every key has been looked at: a key that
+  -- needs its whole view makes the caller send the same call again.
+  g.d = step(KEYS[i], g.limit, g.window, now, cost, ARGV, p + 2, n - 2, true)
+  if not g.d then return { -1 } end
+  if not g.d.allowed then all = false end
+  groups[i] = g
+  p = p + 1 + n
+end
+local out = {}
+for i = 1, #KEYS do
+  local g = groups[i]
+  local d = g.d
+  local ok, live = commit(KEYS[i], now, g.window, d)
+  if all and cost > 0 then
+    -- Every key admits: count the units, from the state just merged.
+    d = step(KEYS[i], g.limit, g.window, now, cost, ARGV, 0, 0, false)
+    ok, live = commit(KEYS[i], now, g.window, d)
+  end
+  for _, v in ipairs({ ok, d.remaining, d.resetAt, d.retry, now, d.a, d.b, d.c, live }) do
+    out[#out + 1] = v
+  end
+end
+return out`;
 
 /*
  * Fixed window. State: a = count, b = window start (Redis ms).
- * ARGV[6] the caller's count for its live window (seen in Redis, then local)
- * ARGV[7] how long ago that window started (ms)
- * ARGV[8], ARGV[9] units the caller admitted and refunded locally in it,
+ * V(6) the caller's count for its live window (seen in Redis, then local)
+ * V(7) how long ago that window started (ms)
+ * V(8), V(9) units the caller admitted and refunded locally in it,
  *                  unacknowledged
- * ARGV[10] 1 if the caller's memory opened that window itself (Redis could
+ * V(10) 1 if the caller's memory opened that window itself (Redis could
  *          not be reached), 0 if it is Redis's window as last seen
- * ARGV[11] Redis's own start of that window when it is Redis's (exact across a
+ * V(11) Redis's own start of that window when it is Redis's (exact across a
  *          data loss, where an age arrives a transit late), else 0
  */
 const FIXED_WINDOW = `${PRELUDE}
 if s[1] and now < b + window then live = 1 end
-if floor and (live == 0 or a < floor) then return { -1 } end
+if floor and (live == 0 or a < floor) then return nil end
 if viewed then
-  local count = tonumber(ARGV[6])
-  local start = now - tonumber(ARGV[7])
-  local seenStart = tonumber(ARGV[11]) or 0
+  local count = tonumber(V(6))
+  local start = now - tonumber(V(7))
+  local seenStart = tonumber(V(11)) or 0
   if seenStart > 0 then start = seenStart end
-  local mine, back = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local mine, back = tonumber(V(8)), tonumber(V(9))
   local seen = 0
   if known then seen = math.max(0, count - mine + back) end
   -- A live window is restored even at count 0 (refunded): its start still
@@ -140,7 +203,7 @@ if viewed then
       -- lives, ends later: the merged count lives until then, so neither
       -- window's hits are forgotten early.
       start2 = b
-      if ARGV[10] == '1' and start > b then start2 = start end
+      if V(10) == '1' and start > b then start2 = start end
     end
     local count2 = math.max(0, base - back) + mine
     if count2 ~= a or start2 ~= b then
@@ -170,7 +233,7 @@ retry = 0
 if a + units > limit then
   remaining = math.max(0, limit - a)
   retry = resetAt - now
-elseif cost == 0 then
+elseif cost == 0 or dry then
   allowed = true
   remaining = limit - a
 else
@@ -185,10 +248,10 @@ ${EPILOGUE}`;
 /*
  * Sliding window (aligned windows, weighted previous count).
  * State: a = current count, b = current window start, c = previous count.
- * ARGV[6], ARGV[7]   the caller's current and previous window counts (seen in
+ * V(6), V(7)   the caller's current and previous window counts (seen in
  *                    Redis, then local), by window index relative to now
- * ARGV[8], ARGV[9]   units the caller admitted locally in each, unacknowledged
- * ARGV[10], ARGV[11] units it refunded locally in each, unacknowledged
+ * V(8), V(9)   units the caller admitted locally in each, unacknowledged
+ * V(10), V(11) units it refunded locally in each, unacknowledged
  */
 const SLIDING_WINDOW = `${PRELUDE}
 local start = now - (now % window)
@@ -203,14 +266,14 @@ elseif b == start - window then
   prev = a
 end
 if s[1] and now < b + 2 * window then live = 1 end
-if floor and cur + prev < floor then return { -1 } end
+if floor and cur + prev < floor then return nil end
 if viewed then
-  local mineCur, minePrev = tonumber(ARGV[8]), tonumber(ARGV[9])
-  local backCur, backPrev = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local mineCur, minePrev = tonumber(V(8)), tonumber(V(9))
+  local backCur, backPrev = tonumber(V(10)), tonumber(V(11))
   local seenCur, seenPrev = 0, 0
   if known then
-    seenCur = math.max(0, tonumber(ARGV[6]) - mineCur + backCur)
-    seenPrev = math.max(0, tonumber(ARGV[7]) - minePrev + backPrev)
+    seenCur = math.max(0, tonumber(V(6)) - mineCur + backCur)
+    seenPrev = math.max(0, tonumber(V(7)) - minePrev + backPrev)
   end
   local nextCur = math.max(0, math.max(cur, seenCur) - backCur) + mineCur
   local nextPrev = math.max(0, math.max(prev, seenPrev) - backPrev) + minePrev
@@ -258,7 +321,7 @@ if used + units > limit then
   end
   -- A denial resets when the request could pass (as sliding-window.ts).
   resetAt = now + retry
-elseif cost == 0 then
+elseif cost == 0 or dry then
   allowed = true
   remaining = limit - used
 else
@@ -274,9 +337,9 @@ ${EPILOGUE}`;
 
 /*
  * Token bucket as GCRA. State: a = TAT (Redis ms), b = remainder in 1/limit ms.
- * ARGV[6] how far the caller's TAT lies ahead of its now (whole ms; <= 0: full)
- * ARGV[7] the caller's remainder (1/limit ms)
- * ARGV[8], ARGV[9] units the caller admitted and refunded locally,
+ * V(6) how far the caller's TAT lies ahead of its now (whole ms; <= 0: full)
+ * V(7) the caller's remainder (1/limit ms)
+ * V(8), V(9) units the caller admitted and refunded locally,
  *                  unacknowledged
  * Debts are compared in 1/limit ms relative to now, which stays exact in a
  * double for any window and limit a rule can have. An age reaches the script
@@ -289,14 +352,14 @@ if s[1] and (now < a or (now == a and b > 0)) then live = 1 end
 if floor then
   -- The floor is the caller's debt in ms: one unit's slack, as below, for a
   -- debt Redis still holds.
-  if live == 0 or a - now + window / limit < floor then return { -1 } end
+  if live == 0 or a - now + window / limit < floor then return nil end
 end
 if viewed then
-  local ahead = math.max(0, tonumber(ARGV[6]) * limit + tonumber(ARGV[7]))
-  local back = tonumber(ARGV[9]) * window
+  local ahead = math.max(0, tonumber(V(6)) * limit + tonumber(V(7)))
+  local back = tonumber(V(9)) * window
   if ahead > 0 or back > 0 then
     -- Local hits count only for the part of the debt that has not refilled.
-    local mine = math.min(tonumber(ARGV[8]) * window, ahead)
+    local mine = math.min(tonumber(V(8)) * window, ahead)
     local stored = 0
     if live == 1 then stored = (a - now) * limit + b end
     local seen = 0
@@ -337,7 +400,7 @@ if backlog > capacity then
   remaining = math.max(0, math.floor((capacity - prior) / window))
   resetAt = retryAt
   retry = retryAt - now
-elseif cost == 0 then
+elseif cost == 0 or dry then
   allowed = true
   remaining = math.floor((capacity - prior) / window)
   resetAt = tat
@@ -356,19 +419,20 @@ if b > 0 then expiresAt = a + 1 end
 ${EPILOGUE}`;
 
 /**
- * Forgets a key and leaves a reset marker (field r, Redis time) that outlives
- * every view of the key an instance may still hold, so no instance restores
- * the count it saw before the reset.
+ * Forgets keys and leaves on each a reset marker (field r, Redis time) that
+ * outlives every view of the key an instance may still hold, so no instance
+ * restores the count it saw before the reset.
  *
- * KEYS[1] the counter hash; ARGV[1] window ms; ARGV[2] now in ms or ''.
+ * KEYS[1..n] the counter hashes (a limiter's policies); ARGV[1] now in ms or
+ * ''; ARGV[1 + i] the window (ms) of KEYS[i].
  */
 const RESET = `
-local key = KEYS[1]
-local window = tonumber(ARGV[1])
-${redisNow(2)}
-redis.call('DEL', key)
-redis.call('HSET', key, 'r', now)
-redis.call('PEXPIRE', key, 2 * window + 1000)
+${redisNow(1)}
+for i = 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+  redis.call('HSET', KEYS[i], 'r', now)
+  redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[i + 1]) + 1000)
+end
 return 1`;
 
 // Whitespace folded, so the SHA does not depend on indentation; comments

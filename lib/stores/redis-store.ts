@@ -34,35 +34,46 @@ export class RedisStore {
   }
 
   /**
-   * Decides `params.cost` units for the key, first merging `continuity` (what
-   * this instance holds for it; see OutageContinuity) in the same script.
+   * Decides `cost` units (the same in every group) for one key, or for
+   * several keys of one hash tag (a limiter's policies) in one script call:
+   * counted in all of them or in none. Each group carries its key's params
+   * and `continuity` (what this instance holds for the key; see
+   * OutageContinuity), merged by the script in the same step. One decision
+   * per key, in order; a single one with `needsView` when the call must be
+   * made again with every whole view.
    */
-  async consume(
-    redisKey: string,
-    params: DecisionParams,
-    continuity?: readonly number[],
-  ): Promise<RedisDecision> {
-    return toDecision(await this.run(redisKey, params, continuity));
+  async decide(
+    redisKeys: readonly string[],
+    groups: readonly { params: DecisionParams; continuity: readonly number[] | undefined }[],
+  ): Promise<RedisDecision[]> {
+    const first = groups[0]!.params;
+    const script = DECIDE_SCRIPTS[first.algorithm];
+    if (groups.length === 1) {
+      const args: (string | number)[] = [first.limit, first.windowMs, this.time(first), first.cost];
+      const { continuity } = groups[0]!;
+      if (continuity !== undefined) args.push(...continuity);
+      return [toDecision((await this.evalCached(script, redisKeys, args)) as Reply)];
+    }
+    const args: (string | number)[] = [this.time(first), first.cost];
+    for (const { params, continuity } of groups) {
+      args.push(2 + (continuity?.length ?? 0), params.limit, params.windowMs);
+      if (continuity !== undefined) args.push(...continuity);
+    }
+    const reply = (await this.evalCached(script, redisKeys, args)) as number[];
+    if (Number(reply[0]) === -1) return [toDecision([-1, 0, 0, 0, 0, 0, 0, 0, 0])];
+    return redisKeys.map((_, i) => toDecision(reply.slice(i * 9, i * 9 + 9) as Reply));
   }
 
-  /** Forgets the key, leaving a reset marker (see RESET in redis-scripts.ts). */
-  async reset(redisKey: string, params: DecisionParams): Promise<void> {
-    await this.evalCached(RESET_SCRIPT, redisKey, [params.windowMs, this.time(params)]);
-  }
-
-  private run(
-    redisKey: string,
+  /**
+   * Forgets the keys (a limiter's policies, `windowsMs[i]` the window of
+   * `redisKeys[i]`), leaving reset markers (see RESET in redis-scripts.ts).
+   */
+  async reset(
+    redisKeys: readonly string[],
+    windowsMs: readonly number[],
     params: DecisionParams,
-    continuity: readonly number[] | undefined,
-  ): Promise<Reply> {
-    const args: (string | number)[] = [
-      params.limit,
-      params.windowMs,
-      this.time(params),
-      params.cost,
-    ];
-    if (continuity !== undefined) args.push(...continuity);
-    return this.evalCached(DECIDE_SCRIPTS[params.algorithm], redisKey, args) as Promise<Reply>;
+  ): Promise<void> {
+    await this.evalCached(RESET_SCRIPT, redisKeys, [this.time(params), ...windowsMs]);
   }
 
   private time(params: DecisionParams): number | string {
@@ -71,13 +82,16 @@ export class RedisStore {
 
   private evalCached(
     script: Script,
-    redisKey: string,
+    redisKeys: readonly string[],
     args: (string | number)[],
   ): Promise<unknown> {
-    return this.client.evalsha(script.sha, 1, redisKey, ...args).catch((error: unknown) => {
-      if (!isNoScript(error)) throw error;
-      return this.client.eval(script.source, 1, redisKey, ...args);
-    });
+    const { length } = redisKeys;
+    return this.client
+      .evalsha(script.sha, length, ...redisKeys, ...args)
+      .catch((error: unknown) => {
+        if (!isNoScript(error)) throw error;
+        return this.client.eval(script.source, length, ...redisKeys, ...args);
+      });
   }
 }
 

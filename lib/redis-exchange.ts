@@ -1,0 +1,158 @@
+import type { StoreBreaker } from './breaker.js';
+import type { BreakerRegistry } from './breaker-registry.js';
+import { RateLimitStoreError } from './errors.js';
+import type { Policy } from './policy.js';
+import type { RedisDecision, RedisStore } from './stores/redis-store.js';
+import type { Ticket } from './outage-continuity.js';
+import { withTimeout } from './timeout.js';
+import type { AlgorithmName, Clock, DecisionParams } from './types.js';
+
+/** How long one write-back call of outage hits may take (ms). */
+export const WRITE_BACK_TIMEOUT_MS = 1000;
+/** How soon outage hits recorded while the breaker stayed closed are written back (ms). */
+const WRITE_BACK_DELAY_MS = 1000;
+
+/** One policy's counter for one caller key. */
+export type Slot = {
+  readonly policy: Policy;
+  readonly storageKey: string;
+  readonly redisKey: string;
+};
+
+/**
+ * The Redis side of a limiter: every call that reaches Redis goes through
+ * `exchange()`, which carries what this instance holds for each key (see
+ * OutageContinuity) into the decision script and folds the answer back, and
+ * orders the calls per key. Write-back of outage hits for keys not requested
+ * again goes through the same path.
+ */
+export class RedisExchange {
+  private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+
+  constructor(
+    readonly store: RedisStore,
+    readonly breakers: BreakerRegistry,
+    private readonly policies: readonly Policy[],
+    private readonly algorithm: AlgorithmName,
+    private readonly clock: Clock,
+    private readonly redisKeyOf: (storageKey: string, policy: Policy) => string,
+    private readonly onError: (context: string) => (error: unknown) => void,
+  ) {}
+
+  /**
+   * One Redis call for the slots of one caller key within `budgetMs`, after
+   * any call already carrying their outage hits has settled. `params[i]!` is
+   * a fresh object per call for `slots[i]!`: its `now` is set here, once any
+   * wait is over. Resolves to one decision per slot.
+   * @throws RateLimitTimeoutError past the budget, BrokenCircuitError when
+   *   the breaker is open, or the Redis error
+   */
+  async exchange(
+    breaker: StoreBreaker,
+    slots: readonly Slot[],
+    params: readonly DecisionParams[],
+    budgetMs: number,
+  ): Promise<RedisDecision[]> {
+    const deadline = performance.now() + budgetMs;
+    for (let wait = this.inFlight(slots); wait; wait = this.inFlight(slots)) {
+      await withTimeout(wait, Math.max(1, deadline - performance.now()));
+    }
+    const { store } = this;
+    const keys = slots.map(slot => slot.redisKey);
+    for (let wholeView = false; ; wholeView = true) {
+      const now = this.clock.now();
+      const tickets: Ticket[] = [];
+      for (let i = 0; i < slots.length; i++) {
+        params[i]!.now = now;
+        tickets.push(slots[i]!.policy.continuity.prepare(slots[i]!.storageKey, now, wholeView));
+      }
+      const groups = params.map((p, i) => ({ params: p, continuity: tickets[i]!.outgoing?.args }));
+      const sent = breaker.execute(() =>
+        withTimeout(
+          store.decide(keys, groups),
+          Math.max(1, Math.round(deadline - performance.now())),
+        ),
+      );
+      for (let i = 0; i < slots.length; i++) slots[i]!.policy.continuity.hold(tickets[i]!, sent);
+      const decisions = await sent;
+      // Redis stores less than this instance's view: send the whole view.
+      if (decisions[0]!.needsView && !wholeView) continue;
+      // Never settle a non-answer: outage units stay pending.
+      if (decisions[0]!.needsView)
+        throw new RateLimitStoreError('the decision script asked twice for the view');
+      for (let i = 0; i < slots.length; i++) {
+        slots[i]!.policy.continuity.settle(tickets[i]!, decisions[i]!);
+      }
+      return decisions;
+    }
+  }
+
+  // A call that must settle before another for these keys is sent.
+  private inFlight(slots: readonly Slot[]): Promise<unknown> | undefined {
+    for (const slot of slots) {
+      const wait = slot.policy.continuity.inFlight(slot.storageKey);
+      if (wait) return wait;
+    }
+    return undefined;
+  }
+
+  /**
+   * Merges the hits memory admitted during an outage into Redis, for the keys
+   * not decided since, policy by policy: the decision script at cost 0 per
+   * key. What fails stays pending.
+   */
+  async reconcile(): Promise<void> {
+    await Promise.all(
+      this.policies.map(policy =>
+        policy.continuity.reconcile(storageKey => {
+          const slot = { policy, storageKey, redisKey: this.redisKeyOf(storageKey, policy) };
+          const breaker = this.breakers.forKey(slot.redisKey);
+          if (breaker.shouldSkip()) {
+            return Promise.reject(new RateLimitStoreError('the circuit breaker is open'));
+          }
+          const params = {
+            algorithm: this.algorithm,
+            limit: policy.limit,
+            windowMs: policy.windowMs,
+            cost: 0,
+            now: 0,
+          };
+          return this.exchange(breaker, [slot], [params], WRITE_BACK_TIMEOUT_MS);
+        }),
+      ),
+    );
+  }
+
+  /** Hits admitted during an outage and not yet acknowledged by Redis. */
+  get pending(): number {
+    let hits = 0;
+    for (const policy of this.policies) hits += policy.continuity.pending;
+    return hits;
+  }
+
+  /**
+   * Outage hits recorded while the breaker stayed closed (a lone timeout)
+   * have no breakerClose to write them back: a timer does, unref'd.
+   */
+  scheduleWriteBack(): void {
+    if (this.writeBackTimer !== undefined || this.closed) return;
+    this.writeBackTimer = setTimeout(() => {
+      this.writeBackTimer = undefined;
+      if (this.breakers.state !== 'closed') return;
+      this.reconcile()
+        .then(() => {
+          if (this.pending > 0) this.scheduleWriteBack();
+        })
+        .catch(this.onError('scheduled write-back'));
+    }, WRITE_BACK_DELAY_MS);
+    this.writeBackTimer.unref?.();
+  }
+
+  /** Stops the write-back timer and waits for a write-back in progress. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.writeBackTimer !== undefined) clearTimeout(this.writeBackTimer);
+    await Promise.all(this.policies.map(policy => policy.continuity.settled()));
+  }
+}
