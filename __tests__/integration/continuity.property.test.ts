@@ -16,7 +16,10 @@ import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/r
  * moments. Every single decision must equal the algorithm's reference model
  * fed every admitted hit, whoever decided it: the warm view carries Redis's
  * count into memory, the decision script carries memory's hits and the view
- * back into Redis. The example-based tests show single cases; this shows the
+ * back into Redis. With `policies` (2 or 3 quotas of different windows) a
+ * request is admitted only if every policy's model admits it, and each
+ * policy's own answer in `result.policies` must equal its model's.
+ * The example-based tests show single cases; this shows the
  * mechanism has no gap between the two stores.
  */
 
@@ -36,15 +39,29 @@ type Scenario = {
   algorithm: AlgorithmName;
   limit: number;
   window: number;
+  /** More quotas beside limit/window: the limiter then has `policies`. */
+  more: Quota[];
   start: number;
   steps: Step[];
 };
+
+type Quota = { limit: number; window: number };
+const noMore: fc.Arbitrary<Quota[]> = fc.constant([]);
+// Policies beside the first quota: shorter and longer windows than its.
+const someMore: fc.Arbitrary<Quota[]> = fc.array(
+  fc.record({
+    limit: fc.integer({ min: 1, max: 12 }),
+    window: fc.constantFrom(500, 3000, 60_000, 3_600_000),
+  }),
+  { minLength: 1, maxLength: 2 },
+);
 
 const scenarios: fc.Arbitrary<Scenario> = fc
   .record({
     algorithm: fc.constantFrom(...ALGORITHMS),
     limit: fc.integer({ min: 1, max: 10 }),
     window: fc.constantFrom(1000, 7000, 60_000),
+    more: fc.oneof({ weight: 2, arbitrary: noMore }, { weight: 1, arbitrary: someMore }),
     startOffset: fc.integer({ min: 0, max: 59_999 }),
     steps: fc.array(
       fc.record({
@@ -69,12 +86,13 @@ const scenarios: fc.Arbitrary<Scenario> = fc
       if (step.flip < 3) outage = !outage;
       return {
         gap: Math.floor((step.gap * raw.window) / 1000),
-        cost: ((step.cost - 1) % raw.limit) + 1,
+        cost: ((step.cost - 1) % Math.min(raw.limit, ...raw.more.map(p => p.limit))) + 1,
         outage,
         flush: step.flush === 0,
         refund: step.refund === 0,
-        // A token bucket's emission interval is its limit: no per-call limit.
-        ...(step.limit !== null && raw.algorithm !== 'token-bucket'
+        // A token bucket's emission interval is its limit: no per-call
+        // limit; nor with policies (a per-call limit belongs to one).
+        ...(step.limit !== null && raw.algorithm !== 'token-bucket' && raw.more.length === 0
           ? { limit: ((step.limit - 1) % raw.limit) + 1 }
           : {}),
       };
@@ -95,6 +113,7 @@ const scenarios: fc.Arbitrary<Scenario> = fc
       algorithm: raw.algorithm,
       limit: raw.limit,
       window: raw.window,
+      more: raw.more,
       start: ON_BOUNDARY + raw.startOffset,
       steps,
     };
@@ -126,10 +145,13 @@ async function play(scenario: Scenario): Promise<void> {
     breaker: new ConsecutiveBreaker(1000),
   });
   const memory = new MemoryStore({ clock });
+  const quotas = [{ limit: scenario.limit, window: scenario.window }, ...scenario.more];
+  const multi = scenario.more.length > 0;
   const limiter = new RateLimiter({
     name: uniqueName(scenario.algorithm),
-    limit: scenario.limit,
-    window: scenario.window,
+    ...(multi
+      ? { policies: quotas.map((quota, i) => ({ name: `p${i}`, ...quota })) }
+      : { limit: scenario.limit, window: scenario.window }),
     algorithm: scenario.algorithm,
     redis: client,
     redisTime: 'clock',
@@ -139,7 +161,13 @@ async function play(scenario: Scenario): Promise<void> {
     breaker,
     logger: recordingLogger(),
   });
-  const model = referenceModel(scenario.algorithm, scenario.limit, scenario.window);
+  const models = quotas.map(quota => referenceModel(scenario.algorithm, quota.limit, quota.window));
+  const model = {
+    allows: (cost: number, now: number, limit?: number) =>
+      models.every((m, i) => m.allows(cost, now, i === 0 ? limit : undefined)),
+    admit: (cost: number, now: number) => models.forEach(m => m.admit(cost, now)),
+    refund: (cost: number, now: number) => models.forEach(m => m.refund(cost, now)),
+  };
   let isolation: IDisposable | undefined;
   try {
     for (const [i, step] of scenario.steps.entries()) {
@@ -160,9 +188,16 @@ async function play(scenario: Scenario): Promise<void> {
         continue;
       }
       const limit = Math.max(step.limit ?? scenario.limit, step.cost);
-      const result = await limiter.consume('k', step.cost, { limit });
+      const result = await limiter.consume('k', step.cost, multi ? undefined : { limit });
       equal(result.source, step.outage ? 'memory' : 'redis', `step ${i}: source`);
-      equal(result.limit, limit, `step ${i}: limit`);
+      if (!multi) equal(result.limit, limit, `step ${i}: limit`);
+      models.forEach((m, p) => {
+        equal(
+          result.policies?.[p]?.allowed,
+          multi ? m.allows(step.cost, now) : undefined,
+          `step ${i}: policy ${p} (limit ${quotas[p]?.limit}, window ${quotas[p]?.window})`,
+        );
+      });
       equal(
         result.allowed,
         model.allows(step.cost, now, limit),
@@ -214,6 +249,14 @@ describe('continuity: memory and Redis decide as one store across outages and da
         refund: false,
       })),
     ];
-    await play({ algorithm, limit: 5, window: 60_000, start: ON_BOUNDARY + 1234, steps });
+    await play({ algorithm, limit: 5, window: 60_000, more: [], start: ON_BOUNDARY + 1234, steps });
+    await play({
+      algorithm,
+      limit: 5,
+      window: 60_000,
+      more: [{ limit: 2, window: 1000 }],
+      start: ON_BOUNDARY + 1234,
+      steps,
+    });
   });
 });
