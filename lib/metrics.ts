@@ -12,6 +12,24 @@ export interface MetricsSource {
   readonly fallbackLimit: number;
   /** Live instances seen in Redis; `undefined` unless `fallbackLimit: 'share'`. */
   readonly liveInstances?: number | undefined;
+  /**
+   * With `policies`: each policy's limit and outage budget, labelled
+   * `name/policy`; `undefined` for a limiter with one rule.
+   */
+  readonly quotas?: ReadonlyArray<{ rule: string; limit: number; fallbackLimit: number }>;
+}
+
+// The quotas a source reports gauges for: its policies, or its one rule.
+function quotasOf(source: MetricsSource): ReadonlyArray<{
+  rule: string;
+  limit: number;
+  fallbackLimit: number;
+}> {
+  return (
+    source.quotas ?? [
+      { rule: source.name, limit: source.limit, fallbackLimit: source.fallbackLimit },
+    ]
+  );
 }
 
 /**
@@ -140,7 +158,9 @@ export function createPrometheusMetrics(
     registers,
     collect() {
       this.reset();
-      for (const source of sources) this.set({ rule: source.name }, source.limit);
+      for (const source of sources) {
+        for (const quota of quotasOf(source)) this.set({ rule: quota.rule }, quota.limit);
+      }
     },
   });
   new Gauge({
@@ -152,8 +172,8 @@ export function createPrometheusMetrics(
       this.reset();
       for (const source of sources) {
         // Memory-only rules have no outage; fail-open rules let everything through.
-        if (source.breakerState !== undefined && source.failClosed)
-          this.set({ rule: source.name }, source.fallbackLimit);
+        if (source.breakerState === undefined || !source.failClosed) continue;
+        for (const quota of quotasOf(source)) this.set({ rule: quota.rule }, quota.fallbackLimit);
       }
     },
   });
@@ -165,8 +185,10 @@ export function createPrometheusMetrics(
     collect() {
       this.reset();
       for (const source of sources) {
-        if (source.liveInstances !== undefined)
-          this.set({ rule: source.name }, source.liveInstances);
+        // Per quota, so alerts can join it with each quota's outage budget.
+        const live = source.liveInstances;
+        if (live === undefined) continue;
+        for (const quota of quotasOf(source)) this.set({ rule: quota.rule }, live);
       }
     },
   });

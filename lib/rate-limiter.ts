@@ -313,6 +313,19 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     return this.registry?.registry.liveInstances;
   }
 
+  /**
+   * With `policies`: each policy's limit and outage budget, for metrics
+   * (labelled `name/policy`); `undefined` for a limiter with one rule.
+   */
+  get quotas(): ReadonlyArray<{ rule: string; limit: number; fallbackLimit: number }> | undefined {
+    if (!this.multi) return undefined;
+    return this.rules.map(policy => ({
+      rule: `${this.name}/${policy.name}`,
+      limit: policy.limit,
+      fallbackLimit: policy.fallbackLimit,
+    }));
+  }
+
   /** The Redis breaker's state; `undefined` in memory-only mode. */
   get breakerState(): StoreBreaker['state'] | undefined {
     return this.redis?.breakers.state;

@@ -1,3 +1,4 @@
+import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
 import * as promClient from 'prom-client';
 import { RateLimiter, createPrometheusMetrics } from '../../lib/index.js';
 import { findInstanceRegistry } from '../../lib/instance-registry.js';
@@ -56,6 +57,62 @@ describe('createPrometheusMetrics', () => {
       expect(sample(text, 'rate_limit_breaker_state', { rule: name })).toBeUndefined();
     } finally {
       await limiter.close();
+    }
+  });
+
+  it('reports each policy of a limiter with policies as name/policy', async () => {
+    const registry = new promClient.Registry();
+    const metrics = createPrometheusMetrics(promClient, { registry });
+    const redis = await RedisProcess.start();
+    const client = failFastClient(redis.port);
+    await ready(client);
+    const breaker = circuitBreaker(handleAll, {
+      halfOpenAfter: 1000,
+      breaker: new ConsecutiveBreaker(1000),
+    });
+    const name = uniqueName('policies');
+    const limiter = new RateLimiter({
+      name,
+      policies: [
+        { name: 'burst', limit: 2, window: '1m', fallbackLimit: 1 },
+        { name: 'daily', limit: 10, window: '1d' },
+      ],
+      redis: client,
+      breaker,
+      metrics,
+      logger: recordingLogger(),
+    });
+    try {
+      await limiter.consume('k');
+      const isolation = breaker.isolate();
+      await limiter.consume('other');
+      isolation.dispose();
+      await limiter.reconcile();
+      const text = await registry.metrics();
+      // Decisions are per request, under the limiter's name.
+      expect(
+        sample(text, 'rate_limit_decisions_total', {
+          rule: name,
+          source: 'redis',
+          outcome: 'allowed',
+        }),
+      ).toBe(1);
+      expect(sample(text, 'rate_limit_limit', { rule: `${name}/burst` })).toBe(2);
+      expect(sample(text, 'rate_limit_limit', { rule: `${name}/daily` })).toBe(10);
+      expect(sample(text, 'rate_limit_outage_budget', { rule: `${name}/burst` })).toBe(1);
+      expect(sample(text, 'rate_limit_outage_budget', { rule: `${name}/daily` })).toBe(10);
+      for (const policy of ['burst', 'daily']) {
+        expect(
+          sample(text, 'rate_limit_outage_admitted_total', { rule: `${name}/${policy}` }),
+        ).toBe(1);
+        expect(
+          sample(text, 'rate_limit_reconciled_hits_total', { rule: `${name}/${policy}` }),
+        ).toBe(1);
+      }
+    } finally {
+      await limiter.close();
+      client.disconnect();
+      await redis.stop();
     }
   });
 
