@@ -15,7 +15,14 @@ export { ipKey } from './key-generator.js';
 /** The framework-free core, for queue workers, bots and custom frameworks. */
 export { RateLimiter } from './rate-limiter.js';
 export type { FallbackEvent, FallbackReason, RateLimiterEvents } from './rate-limiter.js';
-export type { RateLimiterOptions, BreakerOptions, RedisClient } from './options.js';
+export type {
+  RateLimiterOptions,
+  RateLimiterBaseOptions,
+  RuleOptions,
+  PolicyOptions,
+  BreakerOptions,
+  RedisClient,
+} from './options.js';
 
 /** The least-privilege Redis ACL rules this package needs, and the commands behind them. */
 export { redisAclRules, REDIS_COMMANDS } from './redis-acl.js';
@@ -54,6 +61,7 @@ export type {
   Clock,
   DecisionSource,
   Logger,
+  PolicyResult,
   RateLimitResult,
   RateLimitStore,
 } from './types.js';

@@ -7,6 +7,8 @@ import express from 'express';
 import { Redis } from 'ioredis';
 import {
   RateLimiter,
+  type PolicyOptions,
+  type PolicyResult,
   isRateLimitConfigError,
   rateLimit,
   type RateLimitResult,
@@ -150,4 +152,41 @@ declare function updateCredentials(req: express.Request, res: express.Response):
     }),
     updateCredentials,
   );
+}
+
+// README "Several quotas on one route": policies, each limit a number or a
+// function of Express's Request; result.policies typed.
+{
+  const burstAndDaily = rateLimit({
+    name: 'api-burst-daily',
+    policies: [
+      { name: 'burst', limit: 10, window: '1s' },
+      {
+        name: 'daily',
+        limit: req => (req.header('x-plan') === 'pro' ? 10_000 : 1000),
+        window: '1d',
+      },
+    ],
+    redis,
+  });
+  app.get('/reports', burstAndDaily, (req, res) => {
+    const each = req.rateLimit?.policies ?? [];
+    res.json(each.map(p => ({ name: p.name, left: p.remaining, ok: p.allowed })));
+  });
+  const quotas = new RateLimiter({
+    name: 'bot-quotas',
+    policies: [
+      { name: 'minute', limit: 20, window: '1m' },
+      { name: 'day', limit: 500, window: '1d', fallbackLimit: 100 },
+    ],
+  });
+  const minute: PolicyOptions = { name: 'minute', limit: 20, window: '1m' };
+  void quotas.consume('bot-2').then(r => r.policies?.map((p: PolicyResult) => p.name));
+  void minute;
+  void quotas.consume('bot-1').then(result => result.policies?.[0]?.retryAfterMs);
+  rateLimit({
+    name: 'y',
+    // @ts-expect-error a policy's window is ms or a duration string
+    policies: [{ name: 'a', limit: 1, window: true }],
+  });
 }
