@@ -161,7 +161,7 @@ export function rateLimit<
   const perRequest = limitFns.some(fn => fn !== undefined);
   if (perRequest && rest.name === undefined) {
     throw new RateLimitConfigError(
-      "name is required when limit (or a policy's limit) is a function: it names the counters every limit shares",
+      "name is required when limit is a function (or a policy's limit is): it names the counters every limit shares",
       'name',
     );
   }

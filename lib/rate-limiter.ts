@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { BrokenCircuitError, isBrokenCircuitError } from 'cockatiel';
 import type { StoreBreaker } from './breaker.js';
 import { acquireBreakers, checkBreakers, releaseBreakers } from './breaker-registry.js';
-import { checkCost, checkKey, checkLimit } from './arguments.js';
+import { checkCost, checkKey } from './arguments.js';
 import {
   RateLimitArgumentError,
   RateLimitStoreError,
@@ -37,13 +37,13 @@ import {
   watchConnectionErrors,
 } from './redis-failure.js';
 import { redactError } from './secrets.js';
-import { toStorageKey } from './storage-key.js';
 import { defaultMemoryStore, type MemoryStore } from './stores/memory-store.js';
 import { RedisStore, type RedisDecision } from './stores/redis-store.js';
 import { BlockCache } from './block-cache.js';
 import type { ReconciledEvent } from './outage-continuity.js';
 import type { DroppedEvent } from './pending-hits.js';
-import { combine, Policy } from './policy.js';
+import { Policy } from './policy.js';
+import { PolicySet } from './policy-set.js';
 import { RedisExchange, WRITE_BACK_TIMEOUT_MS, type Slot } from './redis-exchange.js';
 import { ResetLog } from './reset-log.js';
 import {
@@ -53,14 +53,7 @@ import {
 } from './instance-registry.js';
 import { isolateMetrics, type RateLimitMetrics } from './metrics.js';
 import { withTimeout } from './timeout.js';
-import type {
-  AlgorithmName,
-  Decision,
-  DecisionParams,
-  DecisionSource,
-  PolicyResult,
-  RateLimitResult,
-} from './types.js';
+import type { AlgorithmName, RateLimitResult } from './types.js';
 
 /** Why a decision was made locally instead of in Redis. */
 export type FallbackReason = 'breaker-open' | 'not-connected' | 'timeout' | 'error';
@@ -102,10 +95,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    */
   readonly policies: ReadonlyArray<{ name: string; limit: number; windowMs: number }>;
   private readonly config: LimiterConfig;
-  private readonly rules: readonly Policy[];
-  /** `policies` was given: results carry `policies`. */
-  private readonly multi: boolean;
-  private readonly defaultLimits: readonly number[];
+  private readonly set: PolicySet;
   private readonly redis: RedisExchange | undefined;
   private readonly disposers: Array<{ dispose(): void }> = [];
   private readonly blocks: BlockCache;
@@ -137,18 +127,18 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.windowMs = config.windowMs;
     this.algorithm = config.algorithm;
     this.failClosed = config.failClosed;
-    this.multi = config.multiPolicy;
+    const multi = config.multiPolicy;
     this.memory = config.memory ?? defaultMemoryStore();
     this.hooks = new HookRunner(error => this.reportHookError(error), config.logger);
     this.metrics = config.metrics && isolateMetrics(config.metrics, this.hooks);
     this.resets = new ResetLog(Math.max(2 * config.timeoutMs, WRITE_BACK_TIMEOUT_MS) + 1000);
-    this.rules = config.policies.map(policy => {
+    const rules = config.policies.map(policy => {
       // Per-policy metrics are labelled name/policy.
-      const label = this.multi ? `${this.name}/${policy.name}` : this.name;
+      const label = multi ? `${this.name}/${policy.name}` : this.name;
       return new Policy(
         policy,
         config.fallbackLimit,
-        this.multi,
+        multi,
         {
           name: this.name,
           algorithm: this.algorithm,
@@ -173,10 +163,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         this.resets,
       );
     });
+    this.set = new PolicySet(rules, multi, this.name, config.prefix, this.algorithm);
     this.policies = Object.freeze(
-      this.rules.map(({ name, limit, windowMs }) => Object.freeze({ name, limit, windowMs })),
+      rules.map(({ name, limit, windowMs }) => Object.freeze({ name, limit, windowMs })),
     );
-    this.defaultLimits = Object.freeze(this.rules.map(rule => rule.limit));
     this.blocks = new BlockCache(this.memory.maxKeys);
     if (!config.named) warnIfDerivedNameTaken(this.name, config.logger);
     if (options.policies === undefined) {
@@ -186,7 +176,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         warnIfWindowLooksLikeSeconds(`${this.name}/${policy.name}`, policy.window, config.logger);
       }
     }
-    if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit && !this.multi) {
+    if (config.fallbackLimit !== 'share' && config.fallbackLimit > config.limit && !multi) {
       config.logger.warn(
         `resilient-rate-limit: '${this.name}' has fallbackLimit ${config.fallbackLimit} above limit ${config.limit}: during an outage each instance admits more than the rule allows in Redis`,
       );
@@ -206,11 +196,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       this.redis = new RedisExchange(
         new RedisStore(client, config.redisTime === 'clock'),
         breakers,
-        this.rules,
+        rules,
         this.algorithm,
         config.clock,
-        (storageKey, policy) =>
-          this.redisKey(storageKey.slice(0, storageKey.length - policy.suffix.length), policy),
+        (storageKey, policy) => this.set.redisKeyOf(storageKey, policy),
         context => this.hooks.caught(context),
       );
       this.disposers.push({ dispose: () => releaseBreakers(client, config.breaker, breakers) });
@@ -249,8 +238,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         algorithm: this.algorithm,
         limit: this.limit,
         windowMs: this.windowMs,
-        policies: this.multi
-          ? this.rules.map(rule => `${rule.name}: ${rule.limit} per ${rule.windowMs} ms`).join(', ')
+        policies: multi
+          ? rules.map(rule => `${rule.name}: ${rule.limit} per ${rule.windowMs} ms`).join(', ')
           : undefined,
         usesRedis: config.redis !== undefined,
         logger: config.logger,
@@ -302,7 +291,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * (of the first policy, with `policies`).
    */
   get fallbackLimit(): number {
-    return this.rules[0]!.fallbackLimit;
+    return this.set.rules[0]!.fallbackLimit;
   }
 
   /**
@@ -318,8 +307,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * (labelled `name/policy`); `undefined` for a limiter with one rule.
    */
   get quotas(): ReadonlyArray<{ rule: string; limit: number; fallbackLimit: number }> | undefined {
-    if (!this.multi) return undefined;
-    return this.rules.map(policy => ({
+    if (!this.set.multi) return undefined;
+    return this.set.rules.map(policy => ({
       rule: `${this.name}/${policy.name}`,
       limit: policy.limit,
       fallbackLimit: policy.fallbackLimit,
@@ -343,7 +332,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   consume(key: string, cost = 1, options?: { limit?: number }): Promise<RateLimitResult> {
     try {
       const limit = options?.limit;
-      if (limit !== undefined && this.multi) {
+      if (limit !== undefined && this.set.multi) {
         throw new RateLimitArgumentError(
           `'${this.name}' has policies: a per-call limit belongs to one policy; give each policy a function limit in the middleware instead`,
         );
@@ -367,7 +356,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     cost: number,
     limit?: number | readonly number[],
   ): RateLimitResult | Promise<RateLimitResult> {
-    const result = this.decideUnobserved(key, cost, this.limitsFor(limit));
+    const result = this.decideUnobserved(key, cost, this.set.limitsFor(limit));
     const metrics = this.metrics;
     if (metrics === undefined) return result;
     if (!(result instanceof Promise)) {
@@ -380,21 +369,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     });
   }
 
-  // One limit per policy, checked; the configured ones unless given.
-  private limitsFor(limit: number | readonly number[] | undefined): readonly number[] {
-    if (limit === undefined) return this.defaultLimits;
-    const limits = typeof limit === 'number' ? [limit] : limit;
-    if (limits.length !== this.rules.length) {
-      throw new RateLimitArgumentError(
-        `'${this.name}' has ${this.rules.length} policies, got ${limits.length} limits`,
-      );
-    }
-    for (let i = 0; i < limits.length; i++) {
-      if (limits[i]! !== this.rules[i]!.limit) checkLimit(limits[i]!);
-    }
-    return limits;
-  }
-
   private decideUnobserved(
     key: string,
     cost: number,
@@ -402,10 +376,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   ): RateLimitResult | Promise<RateLimitResult> {
     checkKey(key);
     for (const limit of limits) checkCost(cost, limit);
-    const slots = this.slotsFor(key);
+    const slots = this.set.slotsFor(key);
     const redis = this.redis;
     if (redis === undefined) {
-      return this.decideInMemory(key, slots, cost, limits, this.config.clock.now(), false);
+      return this.decideLocally(key, slots, cost, limits, this.config.clock.now(), false);
     }
     const breaker = redis.breakers.forKey(slots[0]!.redisKey);
     const skip = breaker.skipReason();
@@ -413,25 +387,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     // After the breaker check: during an outage the fallback decides (and
     // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
-      const blocked = this.checkBlocks(key, slots, cost, limits);
+      const now = this.config.clock.now();
+      const blocked = this.set.blocked(this.blocks, this.memory, key, slots, cost, limits, now);
       if (blocked) return blocked;
     }
     return this.decideInRedis(redis, breaker, key, slots, cost, limits);
-  }
-
-  // Each policy's counter of `key`: `prefix{name|key}` and, with policies,
-  // `|policy` after it, so one key's policies share a Cluster hash tag.
-  private slotsFor(key: string): Slot[] {
-    const base = this.name + '|' + toStorageKey(key);
-    return this.rules.map(policy => ({
-      policy,
-      storageKey: base + policy.suffix,
-      redisKey: this.redisKey(base, policy),
-    }));
-  }
-
-  private redisKey(base: string, policy: Policy): string {
-    return this.config.prefix + '{' + base + '}' + policy.suffix;
   }
 
   private async decideInRedis(
@@ -446,7 +406,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const mark = this.resets.mark();
     let decisions: RedisDecision[];
     try {
-      const params = slots.map((slot, i) => this.params(slot.policy, limits[i]!, cost, 0));
+      const params = slots.map((slot, i) => this.set.params(slot.policy, limits[i]!, cost, 0));
       decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
     } catch (error) {
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
@@ -457,7 +417,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       this.inOutage = false;
       markHealthy(redis.store.client);
     }
-    const result = this.fromRedis(key, slots, decisions, limits);
+    const result = this.set.fromRedis(key, slots, decisions, limits, this.config.clock.now());
     if (!result.allowed) {
       const now = this.config.clock.now();
       for (let i = 0; i < slots.length; i++) {
@@ -466,41 +426,6 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       }
     }
     return result;
-  }
-
-  // A denial Redis gave within the last second, if one of the key's policies
-  // has one for a request of this cost and limit.
-  private checkBlocks(
-    key: string,
-    slots: readonly Slot[],
-    cost: number,
-    limits: readonly number[],
-  ): RateLimitResult | undefined {
-    const now = this.config.clock.now();
-    if (!this.multi) {
-      const blocked = this.blocks.check(slots[0]!.storageKey, key, cost, now);
-      return blocked && blocked.limit === limits[0]! ? blocked : undefined;
-    }
-    let denied = false;
-    const figures = slots.map((slot, i) => {
-      const blocked = this.blocks.check(slot.storageKey, key, cost, now);
-      if (blocked === undefined || blocked.limit !== limits[i]!) return undefined;
-      denied = true;
-      return slot.policy.describe(blocked, limits[i]!);
-    });
-    if (!denied) return undefined;
-    // The other policies, as this instance last saw them: the request is
-    // denied either way, so these figures only inform.
-    return combine(
-      key,
-      'redis',
-      figures.map((figure, i) => {
-        if (figure) return figure;
-        const { policy, storageKey } = slots[i]!;
-        const seen = this.memory.get(storageKey, this.params(policy, limits[i]!, 0, now));
-        return policy.describe(seen ?? this.fullDecision(policy, limits[i]!, now), limits[i]!);
-      }),
-    );
   }
 
   /**
@@ -520,15 +445,21 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   /** The current state of `key` without consuming; `undefined` if it has none. */
   async get(key: string): Promise<RateLimitResult | undefined> {
     checkKey(key);
-    const slots = this.slotsFor(key);
+    const slots = this.set.slotsFor(key);
     const redis = this.redis;
     const breaker = redis?.breakers.forKey(slots[0]!.redisKey);
     if (redis && breaker && !breaker.shouldSkip()) {
       try {
-        const params = slots.map(slot => this.params(slot.policy, slot.policy.limit, 0, 0));
+        const params = slots.map(slot => this.set.params(slot.policy, slot.policy.limit, 0, 0));
         const decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
         if (!decisions.some(decision => decision.live)) return undefined;
-        return this.fromRedis(key, slots, decisions, this.defaultLimits);
+        return this.set.fromRedis(
+          key,
+          slots,
+          decisions,
+          this.set.defaultLimits,
+          this.config.clock.now(),
+        );
       } catch (error) {
         if (!isBrokenCircuitError(error)) this.emitStoreError(error);
       }
@@ -537,12 +468,12 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     let held = false;
     const figures = slots.map(({ policy, storageKey }) => {
       const limit = redis ? policy.fallbackLimit : policy.limit;
-      const decision = this.memory.get(storageKey, this.params(policy, limit, 0, now));
+      const decision = this.memory.get(storageKey, this.set.params(policy, limit, 0, now));
       if (decision) held = true;
-      return policy.describe(decision ?? this.fullDecision(policy, limit, now), limit);
+      return policy.describe(decision ?? this.set.full(policy, limit, now), limit);
     });
     if (!held) return undefined;
-    return this.multi ? combine(key, 'memory', figures) : toResult(figures[0]!, 'memory', key);
+    return this.set.result(key, 'memory', figures);
   }
 
   /**
@@ -559,7 +490,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async refund(key: string, cost = 1): Promise<void> {
     checkKey(key);
     checkCost(cost, Number.MAX_SAFE_INTEGER);
-    const slots = this.slotsFor(key);
+    const slots = this.set.slotsFor(key);
     const now = this.config.clock.now();
     for (const slot of slots) {
       // Answers to calls already out describe the key before the refund.
@@ -569,20 +500,23 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const redis = this.redis;
     if (redis === undefined) {
       for (const { policy, storageKey } of slots) {
-        this.memory.refund(storageKey, this.params(policy, policy.limit, cost, now));
+        this.memory.refund(storageKey, this.set.params(policy, policy.limit, cost, now));
       }
       return;
     }
     const breaker = redis.breakers.forKey(slots[0]!.redisKey);
     if (!breaker.shouldSkip()) {
       try {
-        const params = slots.map(slot => this.params(slot.policy, slot.policy.limit, -cost, 0));
+        const params = slots.map(slot => this.set.params(slot.policy, slot.policy.limit, -cost, 0));
         const decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
         // An answer that holds no state is not mirrored: refund the view too.
         if (this.failClosed) {
           slots.forEach(({ policy, storageKey }, i) => {
             if (decisions[i]!.live) return;
-            this.memory.refund(storageKey, this.params(policy, policy.fallbackLimit, cost, now));
+            this.memory.refund(
+              storageKey,
+              this.set.params(policy, policy.fallbackLimit, cost, now),
+            );
           });
         }
         return;
@@ -596,7 +530,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     // instance never saw counted is dropped (over-counting is the safe side).
     let owed = false;
     for (const { policy, storageKey } of slots) {
-      const params = this.params(policy, policy.fallbackLimit, cost, now);
+      const params = this.set.params(policy, policy.fallbackLimit, cost, now);
       const back = this.memory.refund(storageKey, params);
       if (back.units === 0) continue;
       policy.continuity.record(storageKey, -back.units, back.resetAt, now);
@@ -612,7 +546,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    */
   async reset(key: string): Promise<void> {
     checkKey(key);
-    const slots = this.slotsFor(key);
+    const slots = this.set.slotsFor(key);
     const now = this.config.clock.now();
     for (const { policy, storageKey } of slots) {
       this.resets.note(storageKey, now);
@@ -630,7 +564,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     const keys = slots.map(slot => slot.redisKey);
     const windows = slots.map(slot => slot.policy.windowMs);
-    const params = this.params(this.rules[0]!, this.limit, 0, now);
+    const params = this.set.params(this.set.rules[0]!, this.limit, 0, now);
     try {
       await breaker.execute(() =>
         withTimeout(redis.store.reset(keys, windows, params), this.config.timeoutMs),
@@ -653,17 +587,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (this.config.ownsMemory) this.memory.close();
   }
 
-  private params(policy: Policy, limit: number, cost: number, now: number): DecisionParams {
-    return { algorithm: this.algorithm, limit, windowMs: policy.windowMs, cost, now };
-  }
-
-  // What a key with nothing counted answers.
-  private fullDecision(policy: Policy, limit: number, now: number): Decision {
-    return { allowed: true, remaining: limit, resetAt: now + policy.windowMs, retryAfterMs: 0 };
-  }
-
-  // `outage`: the fallback decides, against each policy's outage budget.
-  private decideInMemory(
+  // The memory store decides; a full store lets a fail-open rule's request pass.
+  private decideLocally(
     key: string,
     slots: readonly Slot[],
     cost: number,
@@ -672,34 +597,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     outage: boolean,
   ): RateLimitResult {
     try {
-      if (!this.multi) {
-        const { policy, storageKey } = slots[0]!;
-        const limit = outage ? policy.fallbackFor(limits[0]!) : limits[0]!;
-        const decision = this.memory.consume(storageKey, this.params(policy, limit, cost, now));
-        return {
-          allowed: decision.allowed,
-          limit,
-          remaining: decision.remaining,
-          resetAt: decision.resetAt,
-          retryAfterMs: decision.retryAfterMs,
-          source: 'memory',
-          key,
-        };
-      }
-      const params = slots.map(({ policy }, i) =>
-        this.params(policy, outage ? policy.fallbackFor(limits[i]!) : limits[i]!, cost, now),
-      );
-      const decisions = this.memory.consumeAll(
-        slots.map(slot => slot.storageKey),
-        params,
-      );
-      return combine(
-        key,
-        'memory',
-        decisions.map((decision, i) => slots[i]!.policy.describe(decision, params[i]!.limit)),
-      );
+      return this.set.decideInMemory(this.memory, key, slots, cost, limits, now, outage);
     } catch (error) {
-      if (isRateLimitCapacityError(error) && !this.failClosed) return this.bypass(key, limits);
+      if (isRateLimitCapacityError(error) && !this.failClosed) {
+        return this.set.bypass(key, limits, now);
+      }
       throw error;
     }
   }
@@ -722,16 +624,16 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     // Per request during an outage: build the event only for a listener.
     if (this.listenerCount('fallback') > 0) this.emit('fallback', { source, key, reason });
-    if (!this.failClosed) return this.bypass(key, limits);
+    if (!this.failClosed) return this.set.bypass(key, limits, this.config.clock.now());
     const now = this.config.clock.now();
-    const result = this.decideInMemory(key, slots, cost, limits, now, true);
+    const result = this.decideLocally(key, slots, cost, limits, now, true);
     if (result.allowed) {
       for (let i = 0; i < slots.length; i++) {
         const { policy, storageKey } = slots[i]!;
         const resetAt = result.policies?.[i]?.resetAt ?? result.resetAt;
         policy.continuity.record(storageKey, cost, resetAt, now);
         this.metrics?.outageAdmitted?.(
-          this.multi ? `${this.name}/${policy.name}` : this.name,
+          this.set.multi ? `${this.name}/${policy.name}` : this.name,
           cost,
         );
       }
@@ -756,51 +658,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.emit('storeError', error);
   }
 
-  private bypass(key: string, limits: readonly number[]): RateLimitResult {
-    const now = this.config.clock.now();
-    const figures = this.rules.map((policy, i) =>
-      policy.describe(this.fullDecision(policy, limits[i]!, now), limits[i]!),
-    );
-    return this.multi ? combine(key, 'bypass', figures) : toResult(figures[0]!, 'bypass', key);
-  }
-
-  // Redis reports times on its own clock; shift them onto ours so resetAt and
-  // the headers stay right when the app's clock is skewed.
-  private fromRedis(
-    key: string,
-    slots: readonly Slot[],
-    decisions: readonly RedisDecision[],
-    limits: readonly number[],
-  ): RateLimitResult {
-    const skew = this.config.clock.now() - decisions[0]!.redisNow;
-    if (!this.multi) {
-      const decision = decisions[0]!;
-      return {
-        allowed: decision.allowed,
-        limit: limits[0]!,
-        remaining: Math.max(0, decision.remaining),
-        resetAt: decision.resetAt + skew,
-        retryAfterMs: decision.retryAfterMs,
-        source: 'redis',
-        key,
-      };
-    }
-    const figures: PolicyResult[] = decisions.map((decision, i) => {
-      const shifted = { ...decision, resetAt: decision.resetAt + skew };
-      return slots[i]!.policy.describe(shifted, limits[i]!);
-    });
-    return combine(key, 'redis', figures);
-  }
-
   private reasonFor(error: unknown): FallbackReason {
     if (error instanceof BrokenCircuitError || isBrokenCircuitError(error)) return 'breaker-open';
     if (error instanceof RateLimitTimeoutError) return 'timeout';
     return 'error';
   }
-}
-
-// The result of a limiter without policies: its one policy's figures.
-function toResult(figures: PolicyResult, source: DecisionSource, key: string): RateLimitResult {
-  const { allowed, limit, remaining, resetAt, retryAfterMs } = figures;
-  return { allowed, limit, remaining, resetAt, retryAfterMs, source, key };
 }
