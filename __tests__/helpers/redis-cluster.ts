@@ -226,19 +226,29 @@ export class RedisCluster {
     throw new Error(`no master owns slot ${slot}:\n${table}`);
   }
 
-  /** The node replicating `master`, according to CLUSTER NODES. */
+  /**
+   * The node replicating `master`, according to CLUSTER NODES. A replica's
+   * role reaches the other nodes by gossip, so on a loaded machine it may
+   * take a moment after start-up: asked again for up to 10 s.
+   */
   async replicaOf(master: RedisProcess): Promise<RedisProcess> {
     const masterId = (await master.command('CLUSTER', 'MYID')).trim();
-    const table = await this.clusterNodes();
-    for (const line of table.split('\n')) {
-      const fields = line.trim().split(' ');
-      const flags = (fields[2] ?? '').split(',');
-      if (!flags.includes('slave') || fields[3] !== masterId) continue;
-      const port = Number(/:(\d+)@/.exec(fields[1] ?? '')?.[1]);
-      const node = this.nodes.find(n => n.port === port);
-      if (node) return node;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const table = await this.clusterNodes();
+      for (const line of table.split('\n')) {
+        const fields = line.trim().split(' ');
+        const flags = (fields[2] ?? '').split(',');
+        if (!flags.includes('slave') || fields[3] !== masterId) continue;
+        const port = Number(/:(\d+)@/.exec(fields[1] ?? '')?.[1]);
+        const node = this.nodes.find(n => n.port === port);
+        if (node) return node;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`no replica of ${master.port} (${masterId}):\n${table}`);
+      }
+      await new Promise(resolve => setTimeout(resolve, 100));
     }
-    throw new Error(`no replica of ${master.port} (${masterId}):\n${table}`);
   }
 
   async stop(): Promise<void> {
