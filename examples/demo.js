@@ -7,9 +7,14 @@
 // slowest request was. It comes first because it is the point of the
 // package: no 5xx, and a quota used up in Redis stays used up. Act 2
 // (memory-only) pushes each route past its limit and tabulates what came
-// back. Every line fits 80 columns. The process exits on its own when done.
+// back. Act 3 (memory-only) shows three kinds of rule: sign-in counting only
+// failed attempts, tenant creation limited by plan, and a search route with a
+// burst and a daily policy, with the headers that announce them. Every line
+// fits 80 columns. The process exits on its own when done, with code 1 if
+// anything came out other than the demo says.
 'use strict';
 
+const { Buffer } = require('node:buffer');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
@@ -18,7 +23,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const { setTimeout: sleep } = require('node:timers/promises');
-const { createAdminApi } = require('./admin-api.js');
+const { createAdminApi, loginKey, TENANTS_PER_DAY } = require('./admin-api.js');
 
 /**
  * @typedef {'redis' | 'memory' | 'bypass'} Source
@@ -252,6 +257,234 @@ async function memoryOnlyAct() {
   console.log('  outage: what the route does while Redis is out (memory store or let through).');
   console.log('');
   return rows.reduce((sum, row) => sum + row.counts['5xx'], 0);
+}
+
+// ---------------------------------------------------------------------------
+// Act 3: rules (memory-only)
+
+/**
+ * One request that keeps what Act 3 prints: status and headers.
+ * @param {http.Agent} agent
+ * @param {number} port
+ * @param {string} method
+ * @param {string} urlPath
+ * @param {{ apiKey?: string, json?: unknown }} [options]
+ * @returns {Promise<{ status: number, headers: http.IncomingHttpHeaders }>}
+ */
+function call(agent, port, method, urlPath, { apiKey, json } = {}) {
+  const body = json === undefined ? '' : JSON.stringify(json);
+  /** @type {http.OutgoingHttpHeaders} */
+  const headers = { 'content-length': Buffer.byteLength(body) };
+  if (apiKey !== undefined) headers['x-api-key'] = apiKey;
+  if (json !== undefined) headers['content-type'] = 'application/json';
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: urlPath, agent, timeout: 5000, headers },
+      res => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('client timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** @param {string | string[] | undefined} value */
+const header = value => (Array.isArray(value) ? value.join(', ') : (value ?? '-'));
+
+/**
+ * @param {ReturnType<typeof createAdminApi>} api
+ * @param {http.Agent} agent
+ * @param {number} port
+ * @param {string[]} unexpected
+ */
+async function loginScene(api, agent, port, unexpected) {
+  const limiter = api.limiters.login.limiter;
+  const key = loginKey('alice', '127.0.0.1');
+  const limit = 5;
+  printWrapped(
+    '  ',
+    `POST /login: ${limit} failed sign-ins per 15 min per account + IP. Every attempt ` +
+      'is counted when it arrives; a successful one is given back when its ' +
+      'response finishes.',
+  );
+  console.log('');
+  console.log('    attempt  password    status  failed sign-ins counted');
+  /** @type {[string, number, string][]} */
+  const script = [
+    ['wrong', 401, ''],
+    ['wrong', 401, ''],
+    ['right', 200, '(given back)'],
+    ['wrong', 401, ''],
+    ['wrong', 401, ''],
+    ['wrong', 401, ''],
+    ['right', 429, '(locked, right password or not)'],
+  ];
+  let counted = 0;
+  for (const [i, [password, expected, note]] of script.entries()) {
+    const { status } = await call(agent, port, 'POST', '/login', {
+      json: { account: 'alice', password: password === 'right' ? 'wonderland' : 'guess' },
+    });
+    if (status === 401) counted += 1;
+    // The refund runs when the response finishes, which is about when the
+    // client reads it: give it a moment before reading the counter.
+    let state = await limiter.get(key);
+    for (let n = 0; n < 20 && limit - (state?.remaining ?? limit) !== counted; n++) {
+      await sleep(5);
+      state = await limiter.get(key);
+    }
+    const shown = limit - (state?.remaining ?? limit);
+    console.log(
+      `    ${right(i + 1, 7)}  ${left(password, 10)}  ${right(status, 6)}  ` +
+        `${shown} of ${limit} ${note}`.trimEnd(),
+    );
+    if (status !== expected) unexpected.push(`login attempt ${i + 1}: ${status}, not ${expected}`);
+    if (shown !== counted)
+      unexpected.push(`login attempt ${i + 1}: ${shown} counted, not ${counted}`);
+  }
+  console.log('');
+}
+
+/**
+ * @param {http.Agent} agent
+ * @param {number} port
+ * @param {string[]} unexpected
+ */
+async function plansScene(agent, port, unexpected) {
+  printWrapped(
+    '  ',
+    'POST /tenants: one counter per caller, judged against the limit of the ' +
+      `caller's plan (free ${TENANTS_PER_DAY.free}, pro ${TENANTS_PER_DAY.pro}, ` +
+      `enterprise ${TENANTS_PER_DAY.enterprise} per day), which comes from its API key.`,
+  );
+  console.log('');
+  console.log(
+    `    ${left('API key', 14)} ${left('plan', 5)} ${left('4 attempts', 16)} RateLimit-Policy`,
+  );
+  for (const [apiKey, plan] of [
+    ['demo-free-key', 'free'],
+    ['demo-pro-key', 'pro'],
+  ]) {
+    const statuses = [];
+    let policy = '-';
+    for (let n = 0; n < 4; n++) {
+      const reply = await call(agent, port, 'POST', '/tenants', { apiKey });
+      statuses.push(reply.status);
+      if (n === 0) policy = header(reply.headers['ratelimit-policy']);
+    }
+    console.log(
+      `    ${left(apiKey, 14)} ${left(plan, 5)} ${left(statuses.join(' '), 16)} ${policy}`,
+    );
+    const limit = plan === 'pro' ? TENANTS_PER_DAY.pro : TENANTS_PER_DAY.free;
+    const admitted = statuses.filter(status => status === 201).length;
+    if (admitted !== Math.min(4, limit)) {
+      unexpected.push(`${plan} plan: ${admitted} of 4 tenants created, not ${Math.min(4, limit)}`);
+    }
+    if (!policy.includes(`q=${limit};`)) unexpected.push(`${plan} plan: policy ${policy}`);
+  }
+  console.log('');
+}
+
+/**
+ * @param {http.Agent} agent
+ * @param {number} port
+ * @param {string[]} unexpected
+ */
+async function policiesScene(agent, port, unexpected) {
+  printWrapped(
+    '  ',
+    'GET /search: two policies, burst (10 per second) and daily (1000 per day). ' +
+      'A request passes only if both admit it; a denied one counts in neither. ' +
+      '11 requests in a row, then one more after Retry-After:',
+  );
+  console.log('');
+  console.log(`    ${right('#', 2)}  status  ${left('RateLimit', 40)}  Retry-After`);
+  /** @param {number} n @param {{ status: number, headers: http.IncomingHttpHeaders }} reply */
+  const row = (n, reply) =>
+    console.log(
+      (
+        `    ${right(n, 2)}  ${right(reply.status, 6)}  ${left(header(reply.headers.ratelimit), 40)}` +
+        `  ${reply.headers['retry-after'] ?? ''}`
+      ).trimEnd(),
+    );
+  const apiKey = 'demo-search-client';
+  const started = performance.now();
+  const replies = [];
+  for (let n = 1; n <= 11; n++)
+    replies.push(await call(agent, port, 'GET', '/search?q=redis', { apiKey }));
+  const burstMs = performance.now() - started;
+  for (const [i, reply] of replies.entries()) {
+    if (i === 1) console.log('    ..');
+    if (i === 0 || i >= 9) row(i + 1, reply);
+  }
+  const denied = replies[10];
+  const retryAfter = Number(denied?.headers['retry-after'] ?? 1);
+  await sleep(retryAfter * 1000);
+  const later = await call(agent, port, 'GET', '/search?q=redis', { apiKey });
+  row(12, later);
+  console.log('');
+  console.log(`    RateLimit-Policy: ${header(later.headers['ratelimit-policy'])}`);
+  const dailyBefore = dailyLeft(replies[9]);
+  const dailyAfter = dailyLeft(later);
+  if (denied) {
+    printWrapped(
+      '    ',
+      `On the 429, X-RateLimit-Limit ${header(denied.headers['x-ratelimit-limit'])}, ` +
+        `-Remaining ${header(denied.headers['x-ratelimit-remaining'])} and Retry-After ` +
+        `${header(denied.headers['retry-after'])} come from the binding policy (burst). ` +
+        `The day had ${dailyBefore} left after #10 and ${dailyAfter} after #12: ` +
+        (dailyBefore - dailyAfter === 1
+          ? 'the denied #11 took nothing from it.'
+          : 'the denied #11 was counted!'),
+    );
+  }
+  console.log('');
+  const admitted = replies.filter(reply => reply.status === 200).length;
+  if (burstMs > 900) {
+    unexpected.push(`the 11 search requests took ${burstMs.toFixed(0)} ms: over one burst window`);
+  } else if (admitted !== 10 || denied?.status !== 429) {
+    unexpected.push(`search: ${admitted} of 11 admitted, the 11th got ${denied?.status}`);
+  }
+  if (later.status !== 200 || dailyBefore - dailyAfter !== 1) {
+    unexpected.push(`search #12: ${later.status} ${header(later.headers.ratelimit)}`);
+  }
+}
+
+/**
+ * The daily policy's remaining, from the RateLimit header; NaN if absent.
+ * @param {{ headers: http.IncomingHttpHeaders } | undefined} reply
+ */
+function dailyLeft(reply) {
+  const match = /"daily";r=(\d+)/.exec(header(reply?.headers.ratelimit));
+  return match ? Number(match[1]) : NaN;
+}
+
+async function rulesAct() {
+  printWrapped(
+    '',
+    'Act 3: rules (memory-only). Sign-in that counts only failures, a limit by ' +
+      'plan, and two policies on one route.',
+  );
+  console.log('');
+  const api = createAdminApi({ logger: printingLogger() });
+  const { server, port } = await listen(api.app);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  /** @type {string[]} */
+  const unexpected = [];
+  try {
+    await loginScene(api, agent, port, unexpected);
+    await plansScene(agent, port, unexpected);
+    await policiesScene(agent, port, unexpected);
+  } finally {
+    agent.destroy();
+    await closeServer(server);
+    await api.close();
+  }
+  for (const line of unexpected) printWrapped('  UNEXPECTED: ', line);
+  return unexpected.length;
 }
 
 // ---------------------------------------------------------------------------
@@ -650,6 +883,7 @@ async function main() {
   }
   console.log('');
   if ((await memoryOnlyAct()) > 0) failed = true;
+  if ((await rulesAct()) > 0) failed = true;
   console.log(
     `Demo ${failed ? 'FAILED' : 'done'} in ${((performance.now() - started) / 1000).toFixed(1)} s.`,
   );
