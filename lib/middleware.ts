@@ -349,7 +349,8 @@ export function rateLimit<
         next(error);
       }
     } else {
-      sendTooManyRequests(res, limiter.name, result.retryAfterMs);
+      const violated = result.policies?.filter(p => !p.allowed).map(p => p.name);
+      sendTooManyRequests(res, limiter.name, result.retryAfterMs, violated);
     }
     return undefined;
   };

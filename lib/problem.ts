@@ -3,15 +3,24 @@ import { setRetryAfterHeader } from './headers.js';
 
 const PROBLEM_TYPES = 'https://iana.org/assignments/http-problem-types';
 
-/** 429 with an RFC 9457 body (draft-10's quota-exceeded problem type). */
-export function sendTooManyRequests(res: ServerResponse, name: string, retryAfterMs: number): void {
+/**
+ * 429 with an RFC 9457 body (draft-10's quota-exceeded problem type).
+ * `violated`: the policies that denied, as named in RateLimit-Policy
+ * (default: the limiter's one, `name`).
+ */
+export function sendTooManyRequests(
+  res: ServerResponse,
+  name: string,
+  retryAfterMs: number,
+  violated: readonly string[] = [name],
+): void {
   const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
   send(res, 429, retryAfterMs, {
     type: `${PROBLEM_TYPES}#quota-exceeded`,
     title: 'Too Many Requests',
     status: 429,
     detail: `Rate limit '${name}' exceeded; retry in ${seconds} s.`,
-    'violated-policies': [name],
+    'violated-policies': violated,
   });
 }
 

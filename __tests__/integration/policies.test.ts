@@ -354,6 +354,8 @@ describe('policies over HTTP', () => {
     expect(Number(denied.headers['retry-after'])).toBeGreaterThan(0);
     expect(Number(denied.headers['retry-after'])).toBeLessThanOrEqual(10);
     expect(denied.headers['ratelimit']).toMatch(/"daily";r=98;/);
+    // The problem body names the policy that denied, as RateLimit-Policy does.
+    expect(denied.body).toMatchObject({ status: 429, 'violated-policies': ['burst'] });
   });
 
   it('a policy limit may be an async function of the request (plans)', async () => {
