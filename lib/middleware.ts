@@ -26,6 +26,7 @@ import {
   type RateLimiterOptions,
 } from './options.js';
 import { sendReducedCapacity, sendTooManyRequests } from './problem.js';
+import { TOKEN_BUCKET_LIMITS } from './policy-set.js';
 import { RateLimiter } from './rate-limiter.js';
 import { markServing } from './serving-watch.js';
 import type { Logger, RateLimitResult } from './types.js';
@@ -159,6 +160,9 @@ export function rateLimit<
       )
     : [typeof limitOption === 'function' ? limitOption : undefined];
   const perRequest = limitFns.some(fn => fn !== undefined);
+  if (perRequest && rest.algorithm === 'token-bucket') {
+    throw new RateLimitConfigError(TOKEN_BUCKET_LIMITS, 'limit');
+  }
   if (perRequest && rest.name === undefined) {
     throw new RateLimitConfigError(
       "name is required when limit is a function (or a policy's limit is): it names the counters every limit shares",
@@ -296,7 +300,7 @@ export function rateLimit<
   // Response-aware counting: the hit was counted on arrival; once the
   // response is over, give it back if it is of the kind not to count. Off
   // the request's path: nothing here delays the response.
-  const refundWhenDone = (req: Req, res: Res, id: string, units: number): void => {
+  const refundWhenDone = (req: Req, res: Res, counted: RateLimitResult, units: number): void => {
     let settled = false;
     const settle = (finished: boolean): void => {
       if (settled) return;
@@ -315,8 +319,14 @@ export function rateLimit<
     };
     const giveBack = (success: boolean): void => {
       if (success ? !skipSuccessfulRequests : !skipFailedRequests) return;
+      // A refund gives back units of the live window: once a window that
+      // counted this request has ended (a slow response, a short burst
+      // policy), they would come out of a later window's hits, so the
+      // request stays counted instead (over-counting is the safe side).
+      const now = clock.now();
+      if ((counted.policies ?? [counted]).some(policy => now >= policy.resetAt)) return;
       // A refund that cannot reach Redis is reported by the limiter itself.
-      limiter.refund(id, units).catch(reportHookError);
+      limiter.refund(counted.key, units).catch(reportHookError);
     };
     res.once('finish', () => settle(true));
     res.once('close', () => settle(false));
@@ -338,7 +348,7 @@ export function rateLimit<
     (req as Req & { rateLimit?: RateLimitResult }).rateLimit = result;
     sendHeaders(res, result);
     if (result.allowed) {
-      if (refunds && result.source !== 'bypass') refundWhenDone(req, res, result.key, units);
+      if (refunds && result.source !== 'bypass') refundWhenDone(req, res, result, units);
       next();
     } else if (handler) {
       // Express 4 and Connect do not catch errors from async middleware.

@@ -16,6 +16,15 @@ import type {
 } from './types.js';
 
 /**
+ * Why a token bucket takes no per-call limit: its state (GCRA's theoretical
+ * arrival time and remainder) is measured in emission intervals of its own
+ * limit, so a refund, a read or a write-back made under another limit would
+ * misread it (an attack found lock-outs of years and 30 admitted for 1).
+ */
+export const TOKEN_BUCKET_LIMITS =
+  "a token bucket's refill rate is its limit, so it takes no per-request limit; use 'fixed-window' or 'sliding-window' for limits per plan or tenant";
+
+/**
  * The quotas one limiter enforces, and what is the same for all of them:
  * their keys for a caller key, their limits for a call, and how their
  * answers become one result. A limiter without `policies` has one quota,
@@ -51,7 +60,9 @@ export class PolicySet {
       );
     }
     for (let i = 0; i < limits.length; i++) {
-      if (limits[i]! !== this.rules[i]!.limit) checkLimit(limits[i]!);
+      if (limits[i]! === this.rules[i]!.limit) continue;
+      checkLimit(limits[i]!);
+      if (this.algorithm === 'token-bucket') throw new RateLimitArgumentError(TOKEN_BUCKET_LIMITS);
     }
     return limits;
   }
@@ -88,7 +99,9 @@ export class PolicySet {
 
   /**
    * Decides in the memory store, every policy in one step; `outage`: against
-   * each policy's outage budget (the fallback), else its limit.
+   * each policy's outage budget (the fallback), else its limit. `unitsOut`:
+   * per policy, units of calls still out to Redis for the key, which must
+   * fit too (see RedisExchange.unitsOut).
    * @throws RateLimitCapacityError when the store is full (`whenFull: 'reject'`)
    */
   decideInMemory(
@@ -99,11 +112,13 @@ export class PolicySet {
     limits: readonly number[],
     now: number,
     outage: boolean,
+    unitsOut?: readonly number[],
   ): RateLimitResult {
     if (!this.multi) {
       const { policy, storageKey } = slots[0]!;
       const limit = outage ? policy.fallbackFor(limits[0]!) : limits[0]!;
-      const decision = memory.consume(storageKey, this.params(policy, limit, cost, now));
+      const params = this.params(policy, limit, cost, now);
+      const decision = memory.consume(storageKey, params, unitsOut?.[0]);
       return {
         allowed: decision.allowed,
         limit,
@@ -120,6 +135,7 @@ export class PolicySet {
     const decisions = memory.consumeAll(
       slots.map(slot => slot.storageKey),
       params,
+      unitsOut,
     );
     return combine(
       key,

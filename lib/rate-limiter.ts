@@ -418,6 +418,11 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       markHealthy(redis.store.client);
     }
     const result = this.set.fromRedis(key, slots, decisions, limits, this.config.clock.now());
+    // An admission under another (per-request) limit moved the counter: a
+    // denial cached for the old count would announce too long a wait.
+    if (result.allowed && this.blocks.size > 0) {
+      for (const slot of slots) this.blocks.forget(slot.storageKey);
+    }
     if (!result.allowed) {
       const now = this.config.clock.now();
       for (let i = 0; i < slots.length; i++) {
@@ -597,7 +602,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     outage: boolean,
   ): RateLimitResult {
     try {
-      return this.set.decideInMemory(this.memory, key, slots, cost, limits, now, outage);
+      const redis = this.redis;
+      const out = outage && redis ? slots.map(slot => redis.unitsOut(slot.storageKey)) : undefined;
+      return this.set.decideInMemory(this.memory, key, slots, cost, limits, now, outage, out);
     } catch (error) {
       if (isRateLimitCapacityError(error) && !this.failClosed) {
         return this.set.bypass(key, limits, now);

@@ -29,6 +29,7 @@ export type Slot = {
 export class RedisExchange {
   private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
+  private readonly outstanding = new Map<string, number>();
 
   constructor(
     readonly store: RedisStore,
@@ -75,7 +76,14 @@ export class RedisExchange {
         ),
       );
       for (let i = 0; i < slots.length; i++) slots[i]!.policy.continuity.hold(tickets[i]!, sent);
-      const decisions = await sent;
+      const units = params[0]!.cost;
+      if (units > 0) this.sendUnits(slots, units);
+      let decisions: RedisDecision[];
+      try {
+        decisions = await sent;
+      } finally {
+        if (units > 0) this.sendUnits(slots, -units);
+      }
       // Redis stores less than this instance's view: send the whole view.
       if (decisions[0]!.needsView && !wholeView) continue;
       // Never settle a non-answer: outage units stay pending.
@@ -85,6 +93,24 @@ export class RedisExchange {
         slots[i]!.policy.continuity.settle(tickets[i]!, decisions[i]!);
       }
       return decisions;
+    }
+  }
+
+  /**
+   * Cost units of decisions out to Redis for `storageKey`, not answered yet.
+   * Redis may count them (a half-open probe, a call still in flight when
+   * another timed out), so memory deciding the key meanwhile counts them
+   * too: over-counting is the safe side, admitting past the limit is not.
+   */
+  unitsOut(storageKey: string): number {
+    return this.outstanding.size === 0 ? 0 : (this.outstanding.get(storageKey) ?? 0);
+  }
+
+  private sendUnits(slots: readonly Slot[], units: number): void {
+    for (const { storageKey } of slots) {
+      const left = (this.outstanding.get(storageKey) ?? 0) + units;
+      if (left > 0) this.outstanding.set(storageKey, left);
+      else this.outstanding.delete(storageKey);
     }
   }
 

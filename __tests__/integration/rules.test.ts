@@ -4,7 +4,14 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Redis } from 'ioredis';
 import request from 'supertest';
-import { MemoryStore, RateLimiter, rateLimit, type RateLimitMiddleware } from '../../lib/index.js';
+import {
+  MemoryStore,
+  RateLimitConfigError,
+  RateLimiter,
+  rateLimit,
+  type RateLimitMiddleware,
+} from '../../lib/index.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { RedisProcess } from '../helpers/redis-process.js';
 import {
   eventually,
@@ -183,6 +190,46 @@ describe.each(['memory', 'redis'] as const)('response-aware counting (%s)', stor
     expect((await request(app).get('/work?ok=1')).status).toBe(429);
   });
 
+  it('keeps a success counted when a window that counted it ended before it finished', async () => {
+    // A refund gives back units of the live window: a slow success whose
+    // burst window rolled over would otherwise take a unit of the next
+    // window's hits (found by an attack: 3 admitted in a window of 2).
+    const clock = new ManualClock();
+    const memory = new MemoryStore({ clock });
+    memories.push(memory);
+    const limiter = track(
+      rateLimit({
+        name: uniqueName('slow-login'),
+        policies: [
+          { name: 'fast', limit: 2, window: '1s' },
+          { name: 'slow', limit: 100, window: '1h' },
+        ],
+        key: () => 'alice',
+        skipSuccessfulRequests: true,
+        clock,
+        memory,
+        ...(store === 'redis' ? { redis: client, redisTime: 'clock' as const } : {}),
+      }),
+    );
+    const app = express();
+    app.post('/login', limiter, (req, res) => {
+      if (req.headers['x-slow']) clock.tick(1500);
+      res.status(req.headers['x-password'] === 'right' ? 200 : 401).end();
+    });
+    const login = (password: string, slow = false) => {
+      const call = request(app).post('/login').set('x-password', password);
+      return slow ? call.set('x-slow', '1') : call;
+    };
+    expect((await login('right', true)).status).toBe(200);
+    await new Promise(resolve => setTimeout(resolve, 50));
+    expect((await login('wrong')).status).toBe(401);
+    expect((await login('wrong')).status).toBe(401);
+    expect((await login('wrong')).status).toBe(429);
+    // The slow success stayed counted in the slow policy too.
+    const seen = await limiter.limiter.get('alice');
+    expect(seen?.policies?.[1]?.remaining).toBe(97);
+  });
+
   it('keeps the request counted, and says so once, when requestWasSuccessful throws', async () => {
     const { app, logger } = loginApp(1, {
       requestWasSuccessful: () => {
@@ -292,6 +339,64 @@ describe('per-request limits: configuration', () => {
         'limit must be a positive whole number',
       );
       await expect(limiter.consume('k', 4, { limit: 3 })).rejects.toThrow('cost must be');
+    } finally {
+      await limiter.close();
+    }
+  });
+
+  it('a token bucket takes no per-request limit: its state is measured in its own limit', async () => {
+    // Found by an attack: a refund, a read or a write-back under another
+    // limit misread the bucket (a lock-out of years, or 30 admitted for 1).
+    expect(() =>
+      rateLimit({ name: uniqueName(), limit: () => 5, window: '1m', algorithm: 'token-bucket' }),
+    ).toThrow(/token bucket's refill rate is its limit/);
+    expect(() =>
+      rateLimit({
+        name: uniqueName(),
+        policies: [{ name: 'burst', limit: () => 5, window: '1m' }],
+        algorithm: 'token-bucket',
+      }),
+    ).toThrow(RateLimitConfigError);
+    const limiter = new RateLimiter({
+      name: uniqueName('tb'),
+      limit: 2,
+      window: '1m',
+      algorithm: 'token-bucket',
+    });
+    try {
+      await expect(limiter.consume('k', 1, { limit: 60 })).rejects.toThrow(
+        /token bucket's refill rate is its limit/,
+      );
+      // Its own limit, given explicitly, is fine.
+      expect((await limiter.consume('k', 1, { limit: 2 })).allowed).toBe(true);
+    } finally {
+      await limiter.close();
+    }
+  });
+
+  it('a denial cached under one limit is dropped once a call under another limit is admitted', async () => {
+    // Found by an attack: the replayed denial announced a wait computed
+    // before the admitted call, so a retry at the announced time was denied.
+    const clock = new ManualClock(1_700_000_000_000);
+    const limiter = new RateLimiter({
+      name: uniqueName('stale-block'),
+      limit: 2,
+      window: '4s',
+      algorithm: 'sliding-window',
+      redis: client,
+      redisTime: 'clock',
+      clock,
+      memory: new MemoryStore({ clock }),
+    });
+    try {
+      expect((await limiter.consume('k', 1, { limit: 2 })).allowed).toBe(true);
+      expect((await limiter.consume('k', 1, { limit: 2 })).allowed).toBe(true);
+      expect((await limiter.consume('k', 1, { limit: 2 })).allowed).toBe(false);
+      expect((await limiter.consume('k', 1, { limit: 4 })).allowed).toBe(true);
+      const denied = await limiter.consume('k', 1, { limit: 2 });
+      expect(denied.allowed).toBe(false);
+      clock.tick(denied.retryAfterMs);
+      expect((await limiter.consume('k', 1, { limit: 2 })).allowed).toBe(true);
     } finally {
       await limiter.close();
     }

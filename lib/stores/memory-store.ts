@@ -124,7 +124,12 @@ export class MemoryStore implements RateLimitStore {
     return this.entries.size;
   }
 
-  consume(key: string, params: DecisionParams): Decision {
+  /**
+   * Counts `params.cost` units for `key` if they fit, and if `reserved` more
+   * would fit beside them (units counted elsewhere that this copy has not
+   * seen yet); only the cost is counted.
+   */
+  consume(key: string, params: DecisionParams, reserved = 0): Decision {
     const { now } = params;
     let entry = this.lookup(key, now);
     if (entry === undefined) {
@@ -132,7 +137,11 @@ export class MemoryStore implements RateLimitStore {
       if (denied) return denied;
       entry = this.insert(key);
     }
-    return this.count(entry, params);
+    if (reserved > 0) {
+      const trial = this.trial(entry, params, reserved);
+      if (!trial.allowed) return trial;
+    }
+    return this.count(entry, params, reserved);
   }
 
   /**
@@ -142,7 +151,11 @@ export class MemoryStore implements RateLimitStore {
    * would have admitted answers as a read (what it has left).
    * @throws RateLimitCapacityError as `consume()` does with `whenFull: 'reject'`
    */
-  consumeAll(keys: readonly string[], params: readonly DecisionParams[]): Decision[] {
+  consumeAll(
+    keys: readonly string[],
+    params: readonly DecisionParams[],
+    reserved?: readonly number[],
+  ): Decision[] {
     const { now } = params[0]!;
     const entries: Entry[] = [];
     for (const key of keys) {
@@ -156,10 +169,7 @@ export class MemoryStore implements RateLimitStore {
       this.file(entry, entry.tier);
       entries.push(entry);
     }
-    const trials = entries.map((entry, i) => {
-      const trial = { a: entry.a, b: entry.b, c: entry.c };
-      return algorithms[params[i]!.algorithm].decide(trial, params[i]!, params[i]!.cost, now);
-    });
+    const trials = entries.map((entry, i) => this.trial(entry, params[i]!, reserved?.[i] ?? 0));
     // Only a store holding fewer keys than the limiter has policies loses one.
     if (entries.some(entry => this.entries.get(entry.key) !== entry)) {
       return keys.map(() => ({
@@ -170,7 +180,7 @@ export class MemoryStore implements RateLimitStore {
       }));
     }
     if (trials.every(trial => trial.allowed)) {
-      return entries.map((entry, i) => this.count(entry, params[i]!));
+      return entries.map((entry, i) => this.count(entry, params[i]!, reserved?.[i] ?? 0));
     }
     return entries.map((entry, i) => {
       if (!trials[i]!.allowed) return trials[i]!;
@@ -179,10 +189,17 @@ export class MemoryStore implements RateLimitStore {
     });
   }
 
-  private count(entry: Entry, params: DecisionParams): Decision {
+  // The decision for the cost plus `reserved` units, on a copy of the state.
+  private trial(entry: Entry, params: DecisionParams, reserved: number): Decision {
+    const copy = { a: entry.a, b: entry.b, c: entry.c };
+    return algorithms[params.algorithm].decide(copy, params, params.cost + reserved, params.now);
+  }
+
+  private count(entry: Entry, params: DecisionParams, reserved = 0): Decision {
     const algorithm = algorithms[params.algorithm];
     const start = entry.b;
     const decision = algorithm.decide(entry, params, params.cost, params.now);
+    if (reserved > 0) decision.remaining = Math.max(0, decision.remaining - reserved);
     // A fixed window memory opened itself is no copy of one seen in Redis.
     if (params.algorithm === 'fixed-window' && entry.b !== start) {
       entry.observedAt = 0;

@@ -1,0 +1,87 @@
+import type { Redis } from 'ioredis';
+import { MemoryStore, RateLimiter } from '../../lib/index.js';
+import type { AlgorithmName } from '../../lib/types.js';
+import { RedisProcess } from '../helpers/redis-process.js';
+import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
+
+/*
+ * The half-open probe races memory: while the probe's decision is out to
+ * Redis (which will count it), memory decides the key's other requests. If
+ * memory did not count the probe's units, one instance would admit the
+ * limit plus the probe (found by an attack: 13 of 12, every algorithm,
+ * with and without policies). Memory now counts units still out to Redis.
+ * CLIENT PAUSE makes the calls time out (the breaker opens) without losing
+ * data, then holds the probe in flight.
+ */
+
+let redis: RedisProcess;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await RedisProcess.start();
+  admin = failFastClient(redis.port);
+  await ready(admin);
+});
+
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmName[])(
+  'the half-open probe and memory (%s)',
+  algorithm => {
+    it.each([false, true])(
+      'one instance admits at most the limit around a probe (policies: %s)',
+      async withPolicies => {
+        const client = failFastClient(redis.port);
+        await ready(client);
+        const memory = new MemoryStore();
+        const name = uniqueName('probe');
+        const limiter = new RateLimiter({
+          name,
+          algorithm,
+          redis: client,
+          memory,
+          timeout: 100,
+          breaker: { threshold: 1, halfOpenAfter: 300 },
+          logger: recordingLogger(),
+          ...(withPolicies
+            ? {
+                policies: [
+                  { name: 'slow', limit: 12, window: '1h' },
+                  { name: 'other', limit: 1000, window: '1h' },
+                ],
+              }
+            : { limit: 12, window: '1h' }),
+        });
+        let admitted = 0;
+        const note = (result: { allowed: boolean }) => {
+          if (result.allowed) admitted++;
+        };
+        try {
+          for (let i = 0; i < 5; i++) note(await limiter.consume('k'));
+          // Calls time out: the breaker opens and memory decides.
+          await admin.call('CLIENT', 'PAUSE', '400', 'ALL');
+          await sleep(20);
+          for (let i = 0; i < 4; i++) note(await limiter.consume('k'));
+          // Half-open while Redis is still paused: the probe waits in
+          // flight while three more requests are decided from memory.
+          await sleep(350);
+          (await Promise.all(Array.from({ length: 4 }, () => limiter.consume('k')))).forEach(note);
+          await sleep(600);
+          await limiter.reconcile();
+          for (let i = 0; i < 4; i++) note(await limiter.consume('k'));
+          expect(admitted).toBeLessThanOrEqual(12);
+        } finally {
+          await limiter.close();
+          memory.close();
+          client.disconnect();
+        }
+      },
+      15_000,
+    );
+  },
+);
