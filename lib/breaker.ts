@@ -110,19 +110,22 @@ export class StoreBreaker {
     } catch (error) {
       call = Promise.reject(error);
     }
-    return call.then(
-      value => {
-        closed.options.breaker.success();
-        return value;
-      },
-      (error: unknown) => {
-        const failure = { error };
-        closed.innerLastFailure = failure;
-        if (closed.options.breaker.failure()) closed.open(failure, neverAborted);
-        throw error;
-      },
-    );
+    return call.then(this.succeeded, this.failed) as Promise<T>;
   }
+
+  // One pair of handlers per breaker, not per call.
+  private readonly succeeded = (value: unknown): unknown => {
+    (this.closedPath as ClosedPath).options.breaker.success();
+    return value;
+  };
+
+  private readonly failed = (error: unknown): never => {
+    const closed = this.closedPath as ClosedPath;
+    const failure = { error };
+    closed.innerLastFailure = failure;
+    if (closed.options.breaker.failure()) closed.open(failure, neverAborted);
+    throw error;
+  };
 
   /** Keeps a policy subscription so dispose() can remove it. */
   listen(subscription: { dispose(): void }): void {
