@@ -3,7 +3,7 @@
 // top self-time frames of the server process (aggregated by function + file).
 //
 //   node bench/profile.mjs [--variant rrl-redis] [--duration 10] [--connections 20]
-//                          [--top 15] [--out /tmp/rrl-profile]
+//                          [--top 15] [--out /tmp/rrl-profile] [--interval 1000]
 //
 // The server runs the built package (dist/) under `node --cpu-prof`; the
 // .cpuprofile is left in --out for a closer look (Chrome DevTools, speedscope).
@@ -27,6 +27,8 @@ const DURATION = Number(arg('--duration', '10'));
 const CONNECTIONS = Number(arg('--connections', '20'));
 const TOP = Number(arg('--top', '15'));
 const OUT = arg('--out', '/tmp/rrl-profile');
+// Sampling interval in µs (node's default: 1000).
+const INTERVAL = arg('--interval', '1000');
 
 rmSync(OUT, { recursive: true, force: true });
 mkdirSync(OUT, { recursive: true });

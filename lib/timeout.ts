@@ -1,8 +1,9 @@
 import { RateLimitTimeoutError } from './errors.js';
 
-/** One call's deadline, linked into the list of calls with the same `ms`. */
+/** One call's deadline, linked into the lane of calls with the same budget. */
 type Deadline = {
   at: number;
+  /** As asked, for the error message. */
   ms: number;
   lane: Lane;
   /** Cleared once the call has settled or timed out. */
@@ -18,6 +19,9 @@ type Timer = ReturnType<typeof setTimeout>;
 type SetTimer = (fn: () => void, ms: number) => Timer;
 type ClearTimer = (timer: Timer) => void;
 
+/** setTimeout's largest delay (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /**
  * Every in-flight deadline on one timer, instead of a setTimeout and a
  * clearTimeout per call. Calls with the same budget start in order on a
@@ -27,10 +31,12 @@ type ClearTimer = (timer: Timer) => void;
  * that settles only unlinks itself; the timer is not touched, so under
  * steady load it wakes about once per timeout, however many calls there are.
  *
- * A deadline never fires early: the timer is armed for at least the time
- * left on the clock, and an entry fires only once the clock has passed it.
- * It fires as late as a setTimeout of its own would (the event loop's
- * delay), plus at most 1 ms of timer rounding.
+ * A deadline never fires early: it is counted from the clock when the call
+ * starts (a setTimeout counts from the event loop's cached time, up to one
+ * loop iteration earlier), the timer is armed for at least the time left,
+ * and an entry fires only once the clock has passed it. It fires as late as
+ * a setTimeout of its own would (the event loop's delay), plus at most 1 ms
+ * of timer rounding.
  */
 export class DeadlineQueue {
   private readonly lanes = new Map<number, Lane>();
@@ -57,18 +63,20 @@ export class DeadlineQueue {
 
   /** Calls `reject` with a RateLimitTimeoutError `ms` from now unless cancel() comes first. */
   add(ms: number, reject: (error: unknown) => void): Deadline {
-    const at = this.now() + ms;
-    let lane = this.lanes.get(ms);
+    // As setTimeout treats them: below 1 ms, past its maximum or not a number is 1 ms.
+    const budget = ms >= 1 && ms <= MAX_TIMER_MS ? ms : 1;
+    const at = this.now() + budget;
+    let lane = this.lanes.get(budget);
     if (lane === undefined) {
       lane = { head: undefined, tail: undefined };
-      this.lanes.set(ms, lane);
+      this.lanes.set(budget, lane);
     }
     const entry: Deadline = { at, ms, lane, reject, prev: lane.tail, next: undefined };
     if (lane.tail === undefined) lane.head = entry;
     else lane.tail.next = entry;
     lane.tail = entry;
     this.live++;
-    if (at < this.armedFor) this.arm(at, ms);
+    if (at < this.armedFor) this.arm(at, budget);
     return entry;
   }
 

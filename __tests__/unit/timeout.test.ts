@@ -116,6 +116,18 @@ describe('DeadlineQueue', () => {
     expect(timers.queue.pending).toBe(inFlight.length);
   });
 
+  it('treats a budget below 1 ms, past the timer maximum or not a number as 1 ms, as setTimeout does', () => {
+    const timers = new ManualTimers();
+    const rejects = [0, 0.5, Number.NaN, Infinity, 2 ** 31].map(ms => {
+      const reject = jest.fn();
+      timers.queue.add(ms, reject);
+      return reject;
+    });
+    timers.advance(1);
+    for (const reject of rejects) expect(reject).toHaveBeenCalledTimes(1);
+    expect(timers.queue.pending).toBe(0);
+  });
+
   it('rearms for a shorter deadline added after a longer one', () => {
     const timers = new ManualTimers();
     const long = jest.fn();
