@@ -39,6 +39,8 @@ const server = spawn(
   process.execPath,
   [
     '--cpu-prof',
+    '--cpu-prof-interval',
+    INTERVAL,
     '--cpu-prof-dir',
     OUT,
     join(ROOT, 'bench/server.mjs'),
