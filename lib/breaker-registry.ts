@@ -155,7 +155,7 @@ export class BreakerRegistry {
       breaker: new ConsecutiveBreaker(options.threshold),
     });
     const where = node === 'redis' ? 'Redis' : `Redis node ${node}`;
-    const breaker = new StoreBreaker(policy, options.halfOpenAfter, this.ready);
+    const breaker = new StoreBreaker(policy, options.halfOpenAfter, this.ready, true);
     let probing = false;
     breaker.listen(
       policy.onBreak(() => {
