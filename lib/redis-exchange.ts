@@ -129,6 +129,16 @@ export class RedisExchange {
    * key. What fails stays pending.
    */
   async reconcile(): Promise<void> {
+    try {
+      await this.writeBack();
+    } finally {
+      // What failed (Redis went away again, a write-back timed out) is tried
+      // again: nothing else would send the hits of keys not requested again.
+      if (this.pending > 0) this.scheduleWriteBack();
+    }
+  }
+
+  private async writeBack(): Promise<void> {
     await Promise.all(
       this.policies.map(policy =>
         policy.continuity.reconcile(storageKey => {
@@ -166,11 +176,7 @@ export class RedisExchange {
     this.writeBackTimer = setTimeout(() => {
       this.writeBackTimer = undefined;
       if (this.breakers.state !== 'closed') return;
-      this.reconcile()
-        .then(() => {
-          if (this.pending > 0) this.scheduleWriteBack();
-        })
-        .catch(this.onError('scheduled write-back'));
+      this.reconcile().catch(this.onError('scheduled write-back'));
     }, WRITE_BACK_DELAY_MS);
     this.writeBackTimer.unref?.();
   }

@@ -1,8 +1,15 @@
+import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
 import type { Redis } from 'ioredis';
 import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
 import { RedisProcess } from '../helpers/redis-process.js';
-import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
+import {
+  eventually,
+  failFastClient,
+  ready,
+  recordingLogger,
+  uniqueName,
+} from '../helpers/redis.js';
 
 /*
  * The half-open probe races memory: while the probe's decision is out to
@@ -85,3 +92,43 @@ describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmNam
     );
   },
 );
+
+describe('write-back that fails', () => {
+  it('is tried again by itself, with no further request for the key', async () => {
+    const client = failFastClient(redis.port);
+    await ready(client);
+    const memory = new MemoryStore();
+    const breaker = circuitBreaker(handleAll, {
+      halfOpenAfter: 60_000,
+      breaker: new ConsecutiveBreaker(1000),
+    });
+    const name = uniqueName('retry-write-back');
+    const limiter = new RateLimiter({
+      name,
+      limit: 5,
+      window: '1h',
+      redis: client,
+      memory,
+      breaker,
+      logger: recordingLogger(),
+    });
+    limiter.on('storeError', () => undefined);
+    try {
+      const isolation = breaker.isolate();
+      expect((await limiter.consume('k')).source).toBe('memory');
+      expect(limiter.pendingReconciliation).toBe(1);
+      // Redis stalls past the write-back's 1 s budget when the breaker closes.
+      await admin.call('CLIENT', 'PAUSE', '1300', 'ALL');
+      isolation.dispose();
+      await limiter.reconcile();
+      expect(limiter.pendingReconciliation).toBe(1);
+      await eventually(() => limiter.pendingReconciliation === 0, 5000);
+      // The timed-out write-back may have landed too: over-counted, the safe side.
+      expect(Number(await admin.hget(`rl:{${name}|k}`, 'a'))).toBeGreaterThanOrEqual(1);
+    } finally {
+      await limiter.close();
+      memory.close();
+      client.disconnect();
+    }
+  }, 15_000);
+});
