@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock } from './clock.js';
 import type { RedisClient } from './options.js';
+import { reportPermissionError } from './redis-acl.js';
 import type { Logger } from './types.js';
 import { redisNow } from './stores/redis-scripts.js';
 
@@ -54,6 +55,8 @@ export class InstanceRegistry {
     private readonly client: RedisClient,
     /** The ZSET's key. */
     readonly key: string,
+    /** The rules' key prefix `key` starts with (for the ACL rules a permission error names). */
+    private readonly prefix: string,
     private readonly options: InstanceRegistryOptions,
   ) {}
 
@@ -105,8 +108,13 @@ export class InstanceRegistry {
     clearInterval(this.timer);
     this.timer = undefined;
     this.client.off('ready', this.onReady);
-    this.client.zrem(this.key, this.id).catch(() => undefined);
+    this.client.zrem(this.key, this.id).catch(error => this.reportPermission(error));
     return true;
+  }
+
+  // A missing ACL right is logged as decisions log it: once, naming the rule.
+  private reportPermission(error: unknown): void {
+    reportPermissionError(this.client, error, this.key, this.prefix, this.options.logger);
   }
 
   private async write(): Promise<void> {
@@ -127,6 +135,7 @@ export class InstanceRegistry {
       this.seen = true;
       this.failing = false;
     } catch (error) {
+      this.reportPermission(error);
       if (this.failing) return;
       this.failing = true;
       logger.warn(
@@ -156,7 +165,7 @@ export function acquireInstanceRegistry(
   const key = registryKey(prefix, options.horizonMs);
   let registry = byKey.get(key);
   if (!registry) {
-    registry = new InstanceRegistry(client, key, options);
+    registry = new InstanceRegistry(client, key, prefix, options);
     byKey.set(key, registry);
   }
   registry.acquire();

@@ -11,14 +11,19 @@ import type { Logger } from './types.js';
  */
 export const REDIS_COMMANDS = [
   'evalsha', // every decision
-  'eval', // after NOSCRIPT (script cache flushed, restart, failover)
+  'eval', // after NOSCRIPT (script cache flushed, restart, failover); every instance registry refresh
   'script|load', // loads the decision script when a connection becomes ready
   'time', // scripts read Redis's clock
   'hmget', // scripts read a counter
   'hset', // scripts write a counter (and reset's marker)
   'hincrby', // scripts count a hit within a stored window
-  'pexpire', // scripts expire a counter with its window
+  'pexpire', // scripts expire a counter with its window, and the registry's set with its horizon
   'del', // the reset script
+  // The instance registry (fallbackLimit: 'share', lib/instance-registry.ts):
+  'zadd', // its refresh script writes this instance's presence
+  'zremrangebyscore', // its refresh script drops instances not seen within the horizon
+  'zcard', // its refresh script counts the live instances
+  'zrem', // close() removes this instance
 ] as const;
 
 export type RedisCommand = (typeof REDIS_COMMANDS)[number];
@@ -79,7 +84,32 @@ function probe(command: RedisCommand, key: string): string[] {
       return ['pexpire', key, '1'];
     case 'del':
       return ['del', key];
+    case 'zadd':
+      return ['zadd', key, '0', 'a'];
+    case 'zremrangebyscore':
+      return ['zremrangebyscore', key, '-inf', '0'];
+    case 'zcard':
+      return ['zcard', key];
+    case 'zrem':
+      return ['zrem', key, 'a'];
   }
+}
+
+// What fails without a rule the instance registry alone needs: decisions do
+// not use these, so "decisions fall back" would send the reader astray.
+const REGISTRY_ONLY: Readonly<Record<string, string>> = {
+  '+zadd': 'the instance registry cannot refresh',
+  '+zremrangebyscore': 'the instance registry cannot refresh',
+  '+zcard': 'the instance registry cannot refresh',
+  '+zrem': 'close() cannot remove this instance from the instance registry',
+};
+
+function consequenceOf(rules: readonly string[]): string {
+  if (!rules.every(rule => REGISTRY_ONLY[rule] !== undefined)) {
+    return 'Redis decisions fall back until it has them';
+  }
+  const effects = [...new Set(rules.map(rule => REGISTRY_ONLY[rule]))].join(' and ');
+  return `${effects} (fallbackLimit: 'share'), so outage budgets use a stale live count until it has them`;
 }
 
 // Asks Redis which listed commands the current user may not run. ARGV holds
@@ -109,7 +139,9 @@ const reports = new WeakMap<object, Report>();
 
 /**
  * Logs, once per client and missing right, which command or key pattern the
- * Redis user lacks and the ACL rule that grants it. Redis 7.0 does not name a
+ * Redis user lacks and the ACL rule that grants it. Called with the errors of
+ * decisions, resets and the instance registry; `redisKey` is a key under
+ * `prefix` the failed call used. Redis 7.0 does not name a
  * command refused inside a script, so for those this asks Redis (one EVAL of
  * `redis.acl_check_cmd`, at most one at a time). Never throws.
  */
@@ -134,7 +166,7 @@ export function reportPermissionError(
     if (fresh.length === 0) return;
     for (const rule of fresh) state.reported.add(rule);
     logger.error(
-      `resilient-rate-limit: the Redis user '${user}' lacks ${fresh.map(r => `'${r}'`).join(', ')} (${detail}); Redis decisions fall back until it has them. Add: ACL SETUSER ${user} ${fresh.join(' ')} (this package needs: ${redisAclRules(prefix)})`,
+      `resilient-rate-limit: the Redis user '${user}' lacks ${fresh.map(r => `'${r}'`).join(', ')} (${detail}); ${consequenceOf(fresh)}. Add: ACL SETUSER ${user} ${fresh.join(' ')} (this package needs: ${redisAclRules(prefix)})`,
     );
   };
   const named = /run the '([^']+)' command/.exec(message)?.[1];

@@ -1,5 +1,6 @@
 import { ConsecutiveBreaker, circuitBreaker, handleAll } from 'cockatiel';
 import { RateLimiter, type AlgorithmName, type RedisClient } from '../../lib/index.js';
+import { findInstanceRegistry, type InstanceRegistry } from '../../lib/instance-registry.js';
 import { acquireUrlClient, releaseUrlClient } from '../../lib/redis-client.js';
 import { ready, uniqueName } from './redis.js';
 
@@ -21,6 +22,18 @@ export async function whenConnected<T>(
   }
 }
 
+const REGISTRY_HORIZON_MS = 30_000;
+
+/** The instance registry the package keeps for `redis` and the default prefix, if any. */
+function registryOf(redis: RedisClient | string): InstanceRegistry | undefined {
+  const client = typeof redis === 'string' ? acquireUrlClient(redis) : redis;
+  try {
+    return findInstanceRegistry(client, 'rl:', REGISTRY_HORIZON_MS);
+  } finally {
+    if (typeof redis === 'string') releaseUrlClient(redis);
+  }
+}
+
 const ALGORITHMS: readonly AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket'];
 
 type Recorder = { warn: jest.Mock; error: jest.Mock; info: jest.Mock };
@@ -32,8 +45,9 @@ export type FeatureRun = { storeErrors: unknown[] };
  * Drives every feature that talks to Redis through the public API, and
  * expects each to be decided in Redis: consume (allowed and denied, every
  * algorithm), get, reset, a decision after the script cache was flushed
- * (NOSCRIPT, then EVAL), and reconciliation of hits admitted during an
- * outage. `flushScripts` runs SCRIPT FLUSH as an admin. Used by the ACL tests,
+ * (NOSCRIPT, then EVAL), reconciliation of hits admitted during an outage,
+ * and the instance registry of `fallbackLimit: 'share'` (a refresh, and the
+ * removal on close). `flushScripts` runs SCRIPT FLUSH as an admin. Used by the ACL tests,
  * so a feature added to the package belongs here too.
  */
 export async function exerciseEveryFeature(
@@ -87,6 +101,19 @@ async function exercise(
     if (strict) expect(actual).toEqual(expected);
   };
   try {
+    // fallbackLimit 'share': the instance registry writes this instance's
+    // presence and reads the live count (one EVAL, refreshed by a timer), and
+    // close() removes it (ZREM, not awaited). First, so that the calls below,
+    // on the same connection, return only after Redis has run the ZREM.
+    const shared = make({ fallbackLimit: 'share', instanceHorizon: REGISTRY_HORIZON_MS });
+    await resolves(shared.consume('k'), { source: 'redis', allowed: true });
+    const registry = registryOf(redis);
+    equals({ registry: registry !== undefined }, { registry: true });
+    // Joins the refresh acquire() started (or starts one): no sleep.
+    await registry?.refresh();
+    equals({ registryRefreshed: registry?.hasSeenRedis }, { registryRefreshed: true });
+    await shared.close();
+
     for (const algorithm of ALGORITHMS) {
       const limiter = make({ algorithm });
       await resolves(limiter.consume('k'), { source: 'redis', allowed: true });

@@ -29,6 +29,8 @@ const PASSWORD = 'acl-test-password';
 // Commands every user may run (Redis exempts them from ACL checks): ioredis
 // authenticates with HELLO (RESP3) or AUTH.
 const CONNECTION_COMMANDS = ['hello', 'auth'];
+// Sent only by the instance registry (fallbackLimit: 'share').
+const REGISTRY_COMMANDS: string[] = ['zadd', 'zremrangebyscore', 'zcard', 'zrem'];
 
 let redis: RedisProcess;
 
@@ -227,6 +229,12 @@ describe('a Redis user missing a right', () => {
         expect(reports).toHaveLength(1);
         expect(reports[0]).toContain(`lacks '+${command}'`);
         expect(reports[0]).toContain(`ACL SETUSER ${user} +${command} `);
+        // Decisions need all but the instance registry's commands.
+        expect(reports[0]).toContain(
+          REGISTRY_COMMANDS.includes(command)
+            ? "(fallbackLimit: 'share')"
+            : 'Redis decisions fall back',
+        );
       }
       // The diagnosis (redis.acl_check_cmd) must never take Redis down.
       expect(await redis.command('PING')).toBe('PONG');
