@@ -350,9 +350,20 @@ function fixedWindows(rule, admits, all, context, result) {
   let previousOpen = -Infinity;
   // Where a hit sits in Redis's window may be later than its decision: a
   // memory hit merged with its age lands at (Redis's time on arrival - age),
-  // up to one Redis call later than it happened.
-  const late = (/** @type {Hit} */ hit) =>
-    hit.src === 'memory' ? hit.r + context.timeoutMs : hit.r;
+  // up to one Redis call later than it happened. One that overlaps a freeze
+  // may also have been applied when Redis thawed (its call timed out in the
+  // socket) and opened Redis's window there; merged, memory's earlier window
+  // gives way to Redis's live one. So it may sit as late as that.
+  const late = (/** @type {Hit} */ hit) => {
+    if (hit.src !== 'memory') return hit.r;
+    let until = hit.r + context.timeoutMs;
+    for (const freeze of context.freezes ?? []) {
+      if (freeze.from <= hit.r && freeze.to >= hit.s) {
+        until = Math.max(until, freeze.to + PHANTOM_SLACK_MS);
+      }
+    }
+    return until;
+  };
   // End of the previous window: some E in [endLo, endHi].
   let endLo = -Infinity;
   let endHi = -Infinity;

@@ -160,6 +160,19 @@ describe('checkKey, fixed window', () => {
     // Without that fallback nothing but the admissions can open a window: 8 in [2000, 5000).
     expect(violations(FIXED, admitted, frozen)).toEqual(['8>5']);
   });
+
+  it('lets a fallback admitted during a freeze sit in the window Redis opened when it thawed', () => {
+    // Frozen 500..1500: a request at 600 timed out and memory admitted it; Redis
+    // ran its call at 1500, opening [1500, 4500), and kept that window when the
+    // memory hit (in memory's own window from 700) was merged. 4 in it, 5 after.
+    const fallback = hits([{ at: 600, src: 'memory', ms: 100 }], () => 3700);
+    const redis = hits([{ at: 2000 }, { at: 2100 }, { at: 4000 }], () => 4500);
+    const next = hits(range(5, 4600, 100), () => 7600);
+    const frozen = { ...one, freezes: [{ from: T0 + 500, to: T0 + 1500 }] };
+    expect(violations(FIXED, [...fallback, ...redis, ...next], frozen)).toEqual([]);
+    // Had it not overlapped a freeze, its window would have ended by 3800: 6 from 4000.
+    expect(violations(FIXED, [...fallback, ...redis, ...next], one)).toEqual(['6>5']);
+  });
 });
 
 describe('checkKey, sliding window', () => {

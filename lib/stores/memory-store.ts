@@ -205,6 +205,12 @@ export class MemoryStore implements RateLimitStore {
       entry.observedAt = 0;
       entry.observedMono = 0;
       entry.c = 0;
+    } else if (params.algorithm === 'sliding-window' && entry.b < start && entry.observedAt > 0) {
+      // A window from the future (the clock stepped back) was taken as the
+      // current one and moved to its start: when the view was seen moves
+      // with it, or the view's age (read off the monotonic clock) would put
+      // it that much later than its windows and it would read as expired.
+      entry.observedAt += entry.b - start;
     }
     entry.expiresAt = algorithm.expiresAt(entry, params);
     this.file(entry, !decision.allowed || decision.remaining === 0 ? 'exhausted' : 'open');
