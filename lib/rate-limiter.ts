@@ -52,7 +52,6 @@ import {
   type InstanceRegistry,
 } from './instance-registry.js';
 import { isolateMetrics, type RateLimitMetrics } from './metrics.js';
-import { withTimeout } from './timeout.js';
 import type { AlgorithmName, RateLimitResult } from './types.js';
 
 /** Why a decision was made locally instead of in Redis. */
@@ -567,13 +566,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         `could not reset '${key}' in Redis: the circuit breaker is open`,
       );
     }
-    const keys = slots.map(slot => slot.redisKey);
-    const windows = slots.map(slot => slot.policy.windowMs);
     const params = this.set.params(this.set.rules[0]!, this.limit, 0, now);
     try {
-      await breaker.execute(() =>
-        withTimeout(redis.store.reset(keys, windows, params), this.config.timeoutMs),
-      );
+      await redis.reset(breaker, slots, params, this.config.timeoutMs);
     } catch (error) {
       this.noteStoreError(error);
       throw new RateLimitStoreError(`could not reset '${key}' in Redis`, { cause: error });

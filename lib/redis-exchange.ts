@@ -30,6 +30,8 @@ export class RedisExchange {
   private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
   private readonly outstanding = new Map<string, number>();
+  /** Resets out to Redis, by storage key: calls for the key wait for them. */
+  private readonly resets = new Map<string, Promise<void>>();
 
   constructor(
     readonly store: RedisStore,
@@ -117,10 +119,43 @@ export class RedisExchange {
   // A call that must settle before another for these keys is sent.
   private inFlight(slots: readonly Slot[]): Promise<unknown> | undefined {
     for (const slot of slots) {
-      const wait = slot.policy.continuity.inFlight(slot.storageKey);
+      const wait =
+        slot.policy.continuity.inFlight(slot.storageKey) ??
+        (this.resets.size > 0 ? this.resets.get(slot.storageKey) : undefined);
       if (wait) return wait;
     }
     return undefined;
+  }
+
+  /**
+   * Sends the reset of a key's slots: calls for the key that start while it
+   * is out wait for it (within their own budget), so none is answered from
+   * the count before the reset, which Redis could otherwise run first (the
+   * reset's EVALSHA meeting an empty script cache costs it a round trip).
+   */
+  async reset(
+    breaker: StoreBreaker,
+    slots: readonly Slot[],
+    params: DecisionParams,
+    budgetMs: number,
+  ): Promise<void> {
+    const keys = slots.map(slot => slot.redisKey);
+    const windows = slots.map(slot => slot.policy.windowMs);
+    const sent = breaker.execute(() =>
+      withTimeout(this.store.reset(keys, windows, params), budgetMs),
+    );
+    const settled = sent.then(
+      () => undefined,
+      () => undefined,
+    );
+    for (const { storageKey } of slots) this.resets.set(storageKey, settled);
+    try {
+      await sent;
+    } finally {
+      for (const { storageKey } of slots) {
+        if (this.resets.get(storageKey) === settled) this.resets.delete(storageKey);
+      }
+    }
   }
 
   /**
