@@ -24,6 +24,15 @@ import type {
 export const TOKEN_BUCKET_LIMITS =
   "a token bucket's refill rate is its limit, so it takes no per-request limit; use 'fixed-window' or 'sliding-window' for limits per plan or tenant";
 
+/** One call for a caller key: its policies' counters, cost and limits. */
+export type Call = {
+  readonly key: string;
+  readonly slots: readonly Slot[];
+  readonly cost: number;
+  /** One per policy. */
+  readonly limits: readonly number[];
+};
+
 /**
  * The quotas one limiter enforces, and what is the same for all of them:
  * their keys for a caller key, their limits for a call, and how their
@@ -80,6 +89,11 @@ export class PolicySet {
     }));
   }
 
+  /** A call for `key`; `limits` one per policy (see limitsFor). */
+  call(key: string, cost: number, limits: readonly number[]): Call {
+    return { key, slots: this.slotsFor(key), cost, limits };
+  }
+
   /** The Redis key of a policy's storage key. */
   redisKeyOf(storageKey: string, policy: Policy): string {
     const base = storageKey.slice(0, storageKey.length - policy.suffix.length);
@@ -106,10 +120,7 @@ export class PolicySet {
    */
   decideInMemory(
     memory: MemoryStore,
-    key: string,
-    slots: readonly Slot[],
-    cost: number,
-    limits: readonly number[],
+    { key, slots, cost, limits }: Call,
     now: number,
     outage: boolean,
     unitsOut?: readonly number[],
@@ -145,7 +156,7 @@ export class PolicySet {
   }
 
   /** What a request let through without a decision (fail-open) reports. */
-  bypass(key: string, limits: readonly number[], now: number): RateLimitResult {
+  bypass({ key, limits }: Call, now: number): RateLimitResult {
     const figures = this.rules.map((policy, i) =>
       policy.describe(this.full(policy, limits[i]!, now), limits[i]!),
     );
@@ -158,10 +169,8 @@ export class PolicySet {
    * app's clock is skewed.
    */
   fromRedis(
-    key: string,
-    slots: readonly Slot[],
+    { key, slots, limits }: Call,
     decisions: readonly RedisDecision[],
-    limits: readonly number[],
     now: number,
   ): RateLimitResult {
     const skew = now - decisions[0]!.redisNow;
@@ -181,10 +190,7 @@ export class PolicySet {
   blocked(
     blocks: BlockCache,
     memory: MemoryStore,
-    key: string,
-    slots: readonly Slot[],
-    cost: number,
-    limits: readonly number[],
+    { key, slots, cost, limits }: Call,
     now: number,
   ): RateLimitResult | undefined {
     if (!this.multi) {

@@ -43,8 +43,8 @@ import { BlockCache } from './block-cache.js';
 import type { ReconciledEvent } from './outage-continuity.js';
 import type { DroppedEvent } from './pending-hits.js';
 import { Policy } from './policy.js';
-import { PolicySet } from './policy-set.js';
-import { RedisExchange, WRITE_BACK_TIMEOUT_MS, type Slot } from './redis-exchange.js';
+import { PolicySet, type Call } from './policy-set.js';
+import { RedisExchange, WRITE_BACK_TIMEOUT_MS } from './redis-exchange.js';
 import { ResetLog } from './reset-log.js';
 import {
   acquireInstanceRegistry,
@@ -375,32 +375,28 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   ): RateLimitResult | Promise<RateLimitResult> {
     checkKey(key);
     for (const limit of limits) checkCost(cost, limit);
-    const slots = this.set.slotsFor(key);
+    const call = this.set.call(key, cost, limits);
     const redis = this.redis;
-    if (redis === undefined) {
-      return this.decideLocally(key, slots, cost, limits, this.config.clock.now(), false);
-    }
-    const breaker = redis.breakers.forKey(slots[0]!.redisKey);
+    if (redis === undefined) return this.decideLocally(call, this.config.clock.now(), false);
+    const breaker = redis.breakers.forKey(call.slots[0]!.redisKey);
     const skip = breaker.skipReason();
-    if (skip) return this.fallBack(key, slots, cost, limits, skip);
+    if (skip) return this.fallBack(call, skip);
     // After the breaker check: during an outage the fallback decides (and
     // says so), even for keys Redis had denied.
     if (this.blocks.size > 0) {
       const now = this.config.clock.now();
-      const blocked = this.set.blocked(this.blocks, this.memory, key, slots, cost, limits, now);
+      const blocked = this.set.blocked(this.blocks, this.memory, call, now);
       if (blocked) return blocked;
     }
-    return this.decideInRedis(redis, breaker, key, slots, cost, limits);
+    return this.decideInRedis(redis, breaker, call);
   }
 
   private async decideInRedis(
     redis: RedisExchange,
     breaker: StoreBreaker,
-    key: string,
-    slots: readonly Slot[],
-    cost: number,
-    limits: readonly number[],
+    call: Call,
   ): Promise<RateLimitResult> {
+    const { slots, cost, limits } = call;
     const started = this.metrics ? performance.now() : 0;
     const mark = this.resets.mark();
     let decisions: RedisDecision[];
@@ -409,14 +405,14 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
     } catch (error) {
       this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
-      return this.fallBack(key, slots, cost, limits, this.reasonFor(error), error);
+      return this.fallBack(call, this.reasonFor(error), error);
     }
     this.metrics?.redisLatency(this.name, (performance.now() - started) / 1000);
     if (this.inOutage) {
       this.inOutage = false;
       markHealthy(redis.store.client);
     }
-    const result = this.set.fromRedis(key, slots, decisions, limits, this.config.clock.now());
+    const result = this.set.fromRedis(call, decisions, this.config.clock.now());
     // An admission under another (per-request) limit moved the counter: a
     // denial cached for the old count would announce too long a wait.
     if (result.allowed && this.blocks.size > 0) {
@@ -457,13 +453,8 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         const params = slots.map(slot => this.set.params(slot.policy, slot.policy.limit, 0, 0));
         const decisions = await redis.exchange(breaker, slots, params, this.config.timeoutMs);
         if (!decisions.some(decision => decision.live)) return undefined;
-        return this.set.fromRedis(
-          key,
-          slots,
-          decisions,
-          this.set.defaultLimits,
-          this.config.clock.now(),
-        );
+        const call = { key, slots, cost: 0, limits: this.set.defaultLimits };
+        return this.set.fromRedis(call, decisions, this.config.clock.now());
       } catch (error) {
         if (!isBrokenCircuitError(error)) this.emitStoreError(error);
       }
@@ -588,34 +579,20 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   }
 
   // The memory store decides; a full store lets a fail-open rule's request pass.
-  private decideLocally(
-    key: string,
-    slots: readonly Slot[],
-    cost: number,
-    limits: readonly number[],
-    now: number,
-    outage: boolean,
-  ): RateLimitResult {
+  private decideLocally(call: Call, now: number, outage: boolean): RateLimitResult {
     try {
       const redis = this.redis;
-      const out = outage && redis ? slots.map(slot => redis.unitsOut(slot.storageKey)) : undefined;
-      return this.set.decideInMemory(this.memory, key, slots, cost, limits, now, outage, out);
+      const out =
+        outage && redis ? call.slots.map(slot => redis.unitsOut(slot.storageKey)) : undefined;
+      return this.set.decideInMemory(this.memory, call, now, outage, out);
     } catch (error) {
-      if (isRateLimitCapacityError(error) && !this.failClosed) {
-        return this.set.bypass(key, limits, now);
-      }
+      if (isRateLimitCapacityError(error) && !this.failClosed) return this.set.bypass(call, now);
       throw error;
     }
   }
 
-  private fallBack(
-    key: string,
-    slots: readonly Slot[],
-    cost: number,
-    limits: readonly number[],
-    reason: FallbackReason,
-    error?: unknown,
-  ): RateLimitResult {
+  private fallBack(call: Call, reason: FallbackReason, error?: unknown): RateLimitResult {
+    const { key, slots, cost } = call;
     if (error !== undefined && reason !== 'breaker-open') this.emitStoreError(error);
     const source: 'memory' | 'bypass' = this.failClosed ? 'memory' : 'bypass';
     if (!this.inOutage) {
@@ -626,9 +603,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     }
     // Per request during an outage: build the event only for a listener.
     if (this.listenerCount('fallback') > 0) this.emit('fallback', { source, key, reason });
-    if (!this.failClosed) return this.set.bypass(key, limits, this.config.clock.now());
+    if (!this.failClosed) return this.set.bypass(call, this.config.clock.now());
     const now = this.config.clock.now();
-    const result = this.decideLocally(key, slots, cost, limits, now, true);
+    const result = this.decideLocally(call, now, true);
     if (result.allowed) {
       for (let i = 0; i < slots.length; i++) {
         const { policy, storageKey } = slots[i]!;
