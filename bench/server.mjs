@@ -88,13 +88,14 @@ async function build(variant, redisPort, flags) {
     }
 
     case 'rrl-redis-readme':
+    case 'rrl-redis-readme-aa':
     case 'rrl-redis-plain': {
       // readme: the client README "Recommended ioredis settings" builds, its
       // snippet copied verbatim (bench/lib/readme-client.mjs). plain: what a
       // user who skips those settings runs, `new Redis(url)` and an error
       // listener (the package warns once about the offline queue).
       const client =
-        variant === 'rrl-redis-readme'
+        variant !== 'rrl-redis-plain'
           ? buildReadmeClient(redisUrl, console)
           : new Redis(redisUrl).on('error', () => undefined);
       await waitReady(client);
