@@ -434,7 +434,7 @@ async function main() {
   );
   console.log(
     `\nA/A: bare-aa / bare CPU ratio ${aa ? `${fmt(median(aa.ratios), 2)} (${fmt(aaLo, 2)}–${fmt(aaHi, 2)})` : 'not run'}; ` +
-      `redis-server CPU during non-Redis stats: ${fmt(median(redisIdle), 0)} µs/s; HTTP part ${fmt(httpSeconds)} s`,
+      `redis-server CPU during non-Redis runs: ${fmt(median(redisIdle), 0)} µs/s; HTTP part ${fmt(httpSeconds)} s`,
   );
   if (problems.length) console.log('\nproblems:\n  ' + problems.join('\n  '));
 
@@ -463,7 +463,7 @@ async function main() {
 - Date: ${date}
 - Machine: ${info.nproc} × ${info.model}, Linux ${info.kernel}; Node ${info.node}; redis-server ${redis.version}; CLK_TCK ${tick}
 - Command: \`${command}\` (${options.rounds} interleaved rounds × ${options.duration} s per variant, autocannon ${options.connections} connections, pipelining 1, ${options.warmup} s warm-up each; this part took ${fmt(httpSeconds)} s)
-- Load generator (autocannon, in the bench process), servers and redis-server share the same ${info.nproc} CPUs, with whatever else the machine stats.
+- Load generator (autocannon, in the bench process), servers and redis-server share the same ${info.nproc} CPUs, with whatever else the machine runs.
 
 Each cell: median over rounds (min–max). Server CPU µs/req = (utime+stime
 of the server process, all threads, from /proc/<pid>/stat) ÷ responses.
@@ -698,7 +698,7 @@ ${markdownTable(
 
 - Date: ${date}; machine: ${info.nproc} × ${info.model}, Node ${info.node}, redis-server ${redis.version}
 - Command: \`${command}\` — took ${fmt(elapsed)} s: HTTP rounds ${fmt(httpSeconds)} s, Redis memory per key ${fmt(memorySeconds)} s, in-process rounds ${fmt(inprocSeconds)} s, scale figures ${fmt(scaleSeconds)} s.
-- Load generator, servers and redis-server share the same ${info.nproc} CPUs (and the machine with other work): compare ratios from the same round, never absolute times across stats.
+- Load generator, servers and redis-server share the same ${info.nproc} CPUs (and the machine with other work): compare ratios from the same round, never absolute times across runs.
 
 Every ratio is the median (min–max) of per-round ratios, ours ÷ the peer
 in the same round; "best peer" is the peer with the lower median over the
