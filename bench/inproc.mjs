@@ -396,13 +396,22 @@ export async function runInproc(argv) {
   await redis.kill();
   const elapsed = (Date.now() - started) / 1000;
 
+  // Runs that left their path (fallbacks, errors, 429) are left out of every
+  // figure and ratio; they stay in "Every run" and under Problems.
+  const stats = Object.fromEntries(
+    Object.entries(runs).map(([name, list]) => [name, list.filter(r => r.bad === 0)]),
+  );
+  const excluded = Object.values(runs).reduce(
+    (sum, list) => sum + list.filter(r => r.bad > 0).length,
+    0,
+  );
   /**
    * Per-round ratio of `a` to `b` on `field`.
    * @param {string} a @param {string} b @param {'nodeUs' | 'redisUs' | 'p99'} field
    */
   const ratios = (a, b, field = 'nodeUs') => {
-    const byRound = Object.fromEntries((runs[b] ?? []).map(r => [r.round, r[field]]));
-    return (runs[a] ?? []).map(r => r[field] / byRound[r.round]);
+    const byRound = Object.fromEntries((stats[b] ?? []).map(r => [r.round, r[field]]));
+    return (stats[a] ?? []).map(r => r[field] / byRound[r.round]).filter(x => Number.isFinite(x));
   };
   /** The reference each variant is compared with: the rate-limiter-flexible variant of its path. */
   const refOf = (/** @type {Variant} */ v) => (v.redis ? 'rlf-redis' : 'rlf-memory');
@@ -420,7 +429,7 @@ export async function runInproc(argv) {
   const mainRows = variants
     .filter(v => v.rules === 1)
     .map(v => {
-      const list = runs[v.name] ?? [];
+      const list = stats[v.name] ?? [];
       return [
         v.name,
         medianRange(
@@ -445,7 +454,7 @@ export async function runInproc(argv) {
           list.map(r => r.p99),
           2,
         ),
-        list.reduce((sum, r) => sum + r.bad, 0),
+        (runs[v.name] ?? []).reduce((sum, r) => sum + r.bad, 0),
       ];
     });
   const aaRedis = ratios('rrl-redis-readme-aa', 'rrl-redis-readme');
@@ -470,7 +479,7 @@ export async function runInproc(argv) {
     .sort((a, b) => a.family.localeCompare(b.family) || a.rules - b.rules)
     .map(v => {
       if (v.na) return [v.name, v.rules, v.na, '–', '–', '–'];
-      const list = runs[v.name] ?? [];
+      const list = stats[v.name] ?? [];
       const ref = oneRule[v.family];
       return [
         v.name,
@@ -549,7 +558,10 @@ Each request is a fresh fake \`req\` (IP 127.0.0.1: one key) and a fake
 GC included) ÷ requests; Redis CPU = \`used_cpu_user + used_cpu_sys\` from
 \`INFO cpu\` ÷ requests. "× rlf" is the median (min–max) of per-round ratios to
 rate-limiter-flexible's middleware on the same path (Redis + insurance, or
-memory) in the same round. p99 is per request, in process (ms).
+memory) in the same round. p99 is per request, in process (ms). Runs in
+which a variant left its path (fallbacks, errors) are left out of every
+figure (${excluded} of ${live.length * options.rounds} this run; "problems" counts their bad
+requests, the runs are under Problems and in "Every run").
 
 Redis CPU per decision here is not the HTTP figure: the ${options.concurrency} loops start
 their next requests in the same tick when a batch of replies arrives, so
@@ -616,9 +628,9 @@ ${markdownTable(
       live.map(v => [
         v.name,
         {
-          nodeUs: median(runs[v.name].map(r => r.nodeUs)),
-          redisUs: median(runs[v.name].map(r => r.redisUs)),
-          p99: median(runs[v.name].map(r => r.p99)),
+          nodeUs: median(stats[v.name].map(r => r.nodeUs)),
+          redisUs: median(stats[v.name].map(r => r.redisUs)),
+          p99: median(stats[v.name].map(r => r.p99)),
         },
       ]),
     ),
