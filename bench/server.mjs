@@ -16,7 +16,8 @@ import { RedisStore as ErlRedisStore } from 'rate-limit-redis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 // The built package through its own `exports` map: what ships.
 import { rateLimit } from 'resilient-rate-limit';
-import { VARIANTS } from './lib/variants.mjs';
+import { buildReadmeClient } from './lib/readme-client.mjs';
+import { needsRedisPort, VARIANTS } from './lib/variants.mjs';
 
 const LIMIT = 1_000_000_000;
 const WINDOW_MS = 3_600_000;
@@ -32,7 +33,7 @@ const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
  */
 async function build(variant, redisPort, flags) {
   const redisUrl = `redis://127.0.0.1:${redisPort}`;
-  const needsRedis = variant.endsWith('-redis') || variant === 'rrl-breaker-open';
+  const needsRedis = needsRedisPort(variant);
   if (needsRedis && !redisPort) throw new Error(`${variant} needs a redis port`);
   const breaker = flags.halfOpenAfter ? { halfOpenAfter: flags.halfOpenAfter } : undefined;
 
@@ -86,6 +87,29 @@ async function build(variant, redisPort, flags) {
       return { middleware: mw, info: { breaker: mw.limiter.breakerState } };
     }
 
+    case 'rrl-redis-readme':
+    case 'rrl-redis-readme-aa':
+    case 'rrl-redis-plain': {
+      // readme: the client README "Recommended ioredis settings" builds, its
+      // snippet copied verbatim (bench/lib/readme-client.mjs). plain: what a
+      // user who skips those settings runs, `new Redis(url)` and an error
+      // listener (the package warns once about the offline queue).
+      const client =
+        variant !== 'rrl-redis-plain'
+          ? buildReadmeClient(redisUrl, console)
+          : new Redis(redisUrl).on('error', () => undefined);
+      await waitReady(client);
+      const mw = rateLimit({ name: 'bench', limit: LIMIT, window: WINDOW_MS, redis: client });
+      if ((await mw.limiter.consume('bench-warmup')).source !== 'redis') {
+        throw new Error(`${variant}: the warm-up decision did not come from Redis`);
+      }
+      return {
+        middleware: mw,
+        info: { breaker: mw.limiter.breakerState },
+        close: () => client.disconnect(),
+      };
+    }
+
     case 'rrl-breaker-open': {
       // redisPort is a port nothing listens on: every call fails at once
       // (no offline queue), the breaker opens after 5 and stays open; the
@@ -133,8 +157,9 @@ async function build(variant, redisPort, flags) {
       };
 
     case 'rlf-redis': {
-      // rate-limiter-flexible README: ioredis with the offline queue off, and
-      // an insurance limiter that decides in memory when Redis fails.
+      // rate-limiter-flexible's docs (CONTEXT.md "Express Middleware" in its
+      // package: `new Redis({ enableOfflineQueue: false })`), and its
+      // "Insurance Strategy": a memory limiter that decides when Redis fails.
       const client = new Redis(redisUrl, { enableOfflineQueue: false });
       client.on('error', () => undefined);
       await waitReady(client);
@@ -201,8 +226,7 @@ async function main() {
   const limiter = /** @type {any} */ (middleware)?.limiter;
   // Counted only when the fallback decides, so the allow path pays nothing.
   let fallbacks = 0;
-  if (variant === 'rrl-redis' || variant === 'rrl-share-redis')
-    limiter?.on('fallback', () => fallbacks++);
+  if (/^rrl-.*redis/.test(variant)) limiter?.on('fallback', () => fallbacks++);
 
   const app = express();
   // Read by the bench between runs: did the variant stay on its path?
