@@ -59,9 +59,9 @@ end`;
 // V(i) reads what was ARGV[i] of the one-key layout, for any key's group.
 // `dry` decides without counting (the first pass over several keys).
 const PRELUDE = `
-local function step(key, limit, window, now, cost, A, o, m, dry)
+local function step(key, limit, window, now, cost, A, o, m, dry, pre)
 local function V(i) return A[o + i - 4] end
-local s = redis.call('HMGET', key, 'a', 'b', 'c', 'r')
+local s = pre or redis.call('HMGET', key, 'a', 'b', 'c', 'r')
 local a = tonumber(s[1]) or 0
 local b = tonumber(s[2]) or 0
 local c = tonumber(s[3]) or 0
@@ -95,7 +95,7 @@ local write = false`;
 const EPILOGUE = `
 return { allowed = allowed, remaining = remaining, resetAt = resetAt, retry = retry,
   a = a, b = b, c = c, r = r, live = live, write = write, merged = merged,
-  refunded = refunded, expiresAt = expiresAt, cost = cost }
+  refunded = refunded, expiresAt = expiresAt, cost = cost, snap = snap }
 end
 
 -- Writes what step() decided; returns the reply's allowed and live flags.
@@ -157,8 +157,9 @@ for i = 1, #KEYS do
   local d = g.d
   local ok, live = commit(KEYS[i], now, g.window, d)
   if all and cost > 0 then
-    -- Every key admits: count the units, from the state just merged.
-    d = step(KEYS[i], g.limit, g.window, now, cost, ARGV, 0, 0, false)
+    -- Every key admits: count the units, from the state just merged (as
+    -- the first pass left it, not read again).
+    d = step(KEYS[i], g.limit, g.window, now, cost, ARGV, 0, 0, false, d.snap)
     ok, live = commit(KEYS[i], now, g.window, d)
   end
   for _, v in ipairs({ ok, d.remaining, d.resetAt, d.retry, now, d.a, d.b, d.c, live }) do
@@ -212,6 +213,13 @@ if viewed then
       merged = true
     end
   end
+end
+-- The first pass over several keys keeps the merged state for the second,
+-- which then reads no key again.
+local snap = nil
+if dry then
+  snap = { false, b, c, r }
+  if s[1] or merged then snap[1] = a end
 end
 if cost < 0 then
   if b > 0 and now < b + window then
@@ -285,6 +293,13 @@ if viewed then
     c = prev
     merged = true
   end
+end
+-- The first pass over several keys keeps the merged state for the second,
+-- which then reads no key again.
+local snap = nil
+if dry then
+  snap = { false, b, c, r }
+  if s[1] or merged then snap[1] = a end
 end
 if cost < 0 then
   -- Only the current window's count: a refund never reaches an ended window.
@@ -372,6 +387,13 @@ if viewed then
       merged = true
     end
   end
+end
+-- The first pass over several keys keeps the merged state for the second,
+-- which then reads no key again.
+local snap = nil
+if dry then
+  snap = { false, b, c, r }
+  if s[1] or merged then snap[1] = a end
 end
 if cost < 0 then
   if live == 1 or merged then
