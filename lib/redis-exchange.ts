@@ -45,8 +45,8 @@ export class RedisExchange {
 
   /**
    * One Redis call for the slots of one caller key within `budgetMs`, after
-   * any call already carrying their outage hits has settled. `params[i]!` is
-   * a fresh object per call for `slots[i]!`: its `now` is set here, once any
+   * any call already carrying their outage hits has settled. `params[i]` is
+   * a fresh object per call for `slots[i]`: its `now` is set here, once any
    * wait is over. Resolves to one decision per slot.
    * @throws RateLimitTimeoutError past the budget, BrokenCircuitError when
    *   the breaker is open, or the Redis error
