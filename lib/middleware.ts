@@ -270,6 +270,8 @@ export function rateLimit<
     return item;
   };
   const limitText = String(limiter.limit);
+  // A cost must fit every policy's limit.
+  const smallestLimit = Math.min(...policies.map(p => p.limit));
   const clock = limiterOptions.clock ?? systemClock;
 
   // With policies, RateLimit-Policy and RateLimit carry one item per policy
@@ -384,7 +386,7 @@ export function rateLimit<
   ): void | Promise<void> => {
     let result: RateLimitResult | Promise<RateLimitResult>;
     try {
-      let limit = limiter.limit;
+      let limit = smallestLimit;
       if (callLimits !== undefined) {
         for (const value of callLimits) {
           if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
@@ -394,8 +396,6 @@ export function rateLimit<
           }
         }
         limit = Math.min(...(callLimits as number[]));
-      } else if (policies.length > 1) {
-        limit = Math.min(...policies.map(p => p.limit));
       }
       if (typeof id !== 'string' || id === '') {
         throw new RateLimitArgumentError(
