@@ -689,7 +689,8 @@ async function outageAct(redisBin) {
     console.log('  decided by memory, 3 by Redis (b = bypass); 3 got 2xx, 1 got 429.');
     console.log('  Under each route: its limit and what it does while Redis is out (mem =');
     console.log('  limit from memory, byp = let through). Events: KILL/START redis-server;');
-    console.log('  breaker OPEN, HALF (probe), CLOSE.');
+    console.log('  breaker OPEN, HALF (probe), CLOSE. The demo opens the breaker after 3');
+    console.log('  failures and probes after 2 s (defaults: 5 and 30 s) to fit in seconds.');
     console.log('  Indented lines: the library log.');
     console.log('');
     const head1 = [

@@ -552,10 +552,13 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const redis = this.redis;
     if (redis === undefined) return;
     const breaker = redis.breakers.forKey(slots[0]!.redisKey);
-    if (breaker.shouldSkip()) {
-      throw new RateLimitStoreError(
-        `could not reset '${key}' in Redis: the circuit breaker is open`,
-      );
+    const skip = breaker.skipReason();
+    if (skip) {
+      const why =
+        skip === 'not-connected'
+          ? 'the client is not connected (yet: a client connects in the background)'
+          : 'the circuit breaker is open';
+      throw new RateLimitStoreError(`could not reset '${key}' in Redis: ${why}`);
     }
     const params = this.set.params(this.set.rules[0]!, this.limit, 0, now);
     try {

@@ -398,3 +398,23 @@ describe('RateLimiter block cache bound', () => {
     }
   });
 });
+
+describe('RateLimiter before its client has connected', () => {
+  it('reset() rejects saying the client is not connected, not that the breaker is open', async () => {
+    const client = failFastClient(await freePort());
+    const limiter = new RateLimiter({
+      name: uniqueName('early-reset'),
+      limit: 3,
+      window: '1m',
+      redis: client,
+      logger: recordingLogger(),
+    });
+    try {
+      expect(limiter.breakerState).toBe('closed');
+      await expect(limiter.reset('k')).rejects.toThrow(/the client is not connected/);
+    } finally {
+      await limiter.close();
+      client.disconnect();
+    }
+  });
+});

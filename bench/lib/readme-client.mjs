@@ -23,7 +23,7 @@ export function buildReadmeClient(url, logger) {
     enableAutoPipelining: true, // halves Redis CPU per decision under concurrency (see Performance)
     retryStrategy: times => Math.min(50 * 2 ** Math.min(times, 6), 2000), // reconnect in the background
   });
-  // Without a listener ioredis prints "Unhandled error event" on every failed reconnect.
+  // Optional: the package listens too and logs one line per outage; yours sees every failed reconnect.
   redis.on('error', error => logger.warn({ err: error }, 'redis'));
   // readme:end
   return redis;
