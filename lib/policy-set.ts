@@ -113,9 +113,8 @@ export class PolicySet {
 
   /**
    * Decides in the memory store, every policy in one step; `outage`: against
-   * each policy's outage budget (the fallback), else its limit. `unitsOut`:
-   * per policy, units of calls still out to Redis for the key, which must
-   * fit too (see RedisExchange.unitsOut).
+   * each policy's outage budget (the fallback), else its limit. Units of
+   * calls still out to Redis for a key must fit too (MemoryStore.reserve).
    * @throws RateLimitCapacityError when the store is full (`whenFull: 'reject'`)
    */
   decideInMemory(
@@ -123,13 +122,12 @@ export class PolicySet {
     { key, slots, cost, limits }: Call,
     now: number,
     outage: boolean,
-    unitsOut?: readonly number[],
   ): RateLimitResult {
     if (!this.multi) {
       const { policy, storageKey } = slots[0]!;
       const limit = outage ? policy.fallbackFor(limits[0]!) : limits[0]!;
       const params = this.params(policy, limit, cost, now);
-      const decision = memory.consume(storageKey, params, unitsOut?.[0]);
+      const decision = memory.consume(storageKey, params);
       return {
         allowed: decision.allowed,
         limit,
@@ -146,7 +144,6 @@ export class PolicySet {
     const decisions = memory.consumeAll(
       slots.map(slot => slot.storageKey),
       params,
-      unitsOut,
     );
     return combine(
       key,

@@ -194,6 +194,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       const breakers = acquireBreakers(client, config.breaker, config.logger);
       this.redis = new RedisExchange(
         new RedisStore(client, config.redisTime === 'clock'),
+        this.memory,
         breakers,
         rules,
         this.algorithm,
@@ -584,10 +585,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   // The memory store decides; a full store lets a fail-open rule's request pass.
   private decideLocally(call: Call, now: number, outage: boolean): RateLimitResult {
     try {
-      const redis = this.redis;
-      const out =
-        outage && redis ? call.slots.map(slot => redis.unitsOut(slot.storageKey)) : undefined;
-      return this.set.decideInMemory(this.memory, call, now, outage, out);
+      return this.set.decideInMemory(this.memory, call, now, outage);
     } catch (error) {
       if (isRateLimitCapacityError(error) && !this.failClosed) return this.set.bypass(call, now);
       throw error;

@@ -1,7 +1,9 @@
+import { BrokenCircuitError } from 'cockatiel';
 import type { StoreBreaker } from './breaker.js';
 import type { BreakerRegistry } from './breaker-registry.js';
 import { RateLimitStoreError } from './errors.js';
 import type { Policy } from './policy.js';
+import type { MemoryStore } from './stores/memory-store.js';
 import type { RedisDecision, RedisStore } from './stores/redis-store.js';
 import type { Ticket } from './outage-continuity.js';
 import { withTimeout } from './timeout.js';
@@ -11,6 +13,8 @@ import type { AlgorithmName, Clock, DecisionParams } from './types.js';
 export const WRITE_BACK_TIMEOUT_MS = 1000;
 /** How soon outage hits recorded while the breaker stayed closed are written back (ms). */
 const WRITE_BACK_DELAY_MS = 1000;
+/** The longest wait between write-backs that keep failing (ms). */
+const MAX_WRITE_BACK_DELAY_MS = 30_000;
 
 /** One policy's counter for one caller key. */
 export type Slot = {
@@ -28,13 +32,14 @@ export type Slot = {
  */
 export class RedisExchange {
   private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
+  private retryDelayMs = WRITE_BACK_DELAY_MS;
   private closed = false;
-  private readonly outstanding = new Map<string, number>();
   /** Resets out to Redis, by storage key: calls for the key wait for them. */
   private readonly resets = new Map<string, Promise<void>>();
 
   constructor(
     readonly store: RedisStore,
+    private readonly memory: MemoryStore,
     readonly breakers: BreakerRegistry,
     private readonly policies: readonly Policy[],
     private readonly algorithm: AlgorithmName,
@@ -64,6 +69,10 @@ export class RedisExchange {
     const { store } = this;
     const keys = slots.map(slot => slot.redisKey);
     for (let wholeView = false; ; wholeView = true) {
+      // A wait above may have outlasted a breaker that opened meanwhile: in
+      // half-open, cockatiel would hold this call behind the probe, outside
+      // any timeout; decide locally instead.
+      if (breaker.skipReason() === 'breaker-open') throw new BrokenCircuitError();
       const now = this.clock.now();
       const tickets: Ticket[] = [];
       for (let i = 0; i < slots.length; i++) {
@@ -98,22 +107,11 @@ export class RedisExchange {
     }
   }
 
-  /**
-   * Cost units of decisions out to Redis for `storageKey`, not answered yet.
-   * Redis may count them (a half-open probe, a call still in flight when
-   * another timed out), so memory deciding the key meanwhile counts them
-   * too: over-counting is the safe side, admitting past the limit is not.
-   */
-  unitsOut(storageKey: string): number {
-    return this.outstanding.size === 0 ? 0 : (this.outstanding.get(storageKey) ?? 0);
-  }
-
+  // Units out to Redis and not answered yet: Redis may count them (a
+  // half-open probe, a call still in flight when another timed out), so
+  // memory deciding the key meanwhile leaves room for them (the safe side).
   private sendUnits(slots: readonly Slot[], units: number): void {
-    for (const { storageKey } of slots) {
-      const left = (this.outstanding.get(storageKey) ?? 0) + units;
-      if (left > 0) this.outstanding.set(storageKey, left);
-      else this.outstanding.delete(storageKey);
-    }
+    for (const { storageKey } of slots) this.memory.reserve(storageKey, units);
   }
 
   // A call that must settle before another for these keys is sent.
@@ -169,7 +167,15 @@ export class RedisExchange {
     } finally {
       // What failed (Redis went away again, a write-back timed out) is tried
       // again: nothing else would send the hits of keys not requested again.
-      if (this.pending > 0) this.scheduleWriteBack();
+      // Backing off, since a write-back that timed out may have landed and
+      // sending its hits again counts them twice (the safe side, but a slow
+      // Redis must not turn it into a key denied for its window).
+      if (this.pending > 0) {
+        this.retryDelayMs = Math.min(2 * this.retryDelayMs, MAX_WRITE_BACK_DELAY_MS);
+        this.scheduleWriteBack();
+      } else {
+        this.retryDelayMs = WRITE_BACK_DELAY_MS;
+      }
     }
   }
 
@@ -212,7 +218,7 @@ export class RedisExchange {
       this.writeBackTimer = undefined;
       if (this.breakers.state !== 'closed') return;
       this.reconcile().catch(this.onError('scheduled write-back'));
-    }, WRITE_BACK_DELAY_MS);
+    }, this.retryDelayMs);
     this.writeBackTimer.unref?.();
   }
 

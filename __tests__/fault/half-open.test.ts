@@ -132,3 +132,54 @@ describe('write-back that fails', () => {
     }
   }, 15_000);
 });
+
+describe('two limiters of one name around a probe', () => {
+  it('memory leaves room for the probe another limiter of the name has out', async () => {
+    // Found by an attack: units out were held per limiter, while limiters of
+    // one name share their counters (and the memory store): 11 of 10.
+    const own = await RedisProcess.start();
+    const client = failFastClient(own.port);
+    await ready(client);
+    const memory = new MemoryStore();
+    const options = {
+      name: uniqueName('shared'),
+      limit: 10,
+      window: '1m',
+      redis: client,
+      memory,
+      timeout: 400,
+      breaker: { threshold: 1, halfOpenAfter: 300 },
+      logger: recordingLogger(),
+    };
+    const a = new RateLimiter(options);
+    const b = new RateLimiter(options);
+    try {
+      let admitted = 0;
+      for (let i = 0; i < 5; i++) if ((await a.consume('k')).allowed) admitted++;
+      // Open the breaker without counting anything: a read that times out.
+      own.freeze();
+      await a.get('k');
+      own.resume();
+      await sleep(350);
+      own.freeze();
+      const probe = a.consume('k');
+      await sleep(20);
+      const local = [];
+      for (let i = 0; i < 10; i++) local.push(await b.consume('k'));
+      expect(local.every(result => result.source === 'memory')).toBe(true);
+      // Memory's last denial reports what is left beside the probe's unit.
+      expect(local.at(-1)).toMatchObject({ allowed: false, remaining: 0 });
+      own.resume();
+      if ((await probe).allowed) admitted++;
+      admitted += local.filter(result => result.allowed).length;
+      expect(admitted).toBeLessThanOrEqual(10);
+    } finally {
+      own.resume();
+      await a.close();
+      await b.close();
+      memory.close();
+      client.disconnect();
+      await own.stop();
+    }
+  }, 15_000);
+});

@@ -75,6 +75,8 @@ export class MemoryStore implements RateLimitStore {
   private closed = false;
   /** Entries dropped to make room, for metrics. */
   evictions = 0;
+  /** Units of calls still out to Redis, by key (see `reserve()`). */
+  private readonly outside = new Map<string, number>();
 
   constructor(options: MemoryStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -125,11 +127,30 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /**
-   * Counts `params.cost` units for `key` if they fit, and if `reserved` more
-   * would fit beside them (units counted elsewhere that this copy has not
-   * seen yet); only the cost is counted.
+   * Notes `units` (negative: their answer came) of a decision for `key` out
+   * to Redis. Redis may count them, so until their answer comes a decision
+   * made here must leave room for them too: a half-open probe, or a call
+   * still in flight when another timed out, would otherwise let memory admit
+   * past the limit. Held per store, so limiters of one name (one counter)
+   * see each other's calls.
    */
-  consume(key: string, params: DecisionParams, reserved = 0): Decision {
+  reserve(key: string, units: number): void {
+    const left = (this.outside.get(key) ?? 0) + units;
+    if (left > 0) this.outside.set(key, left);
+    else this.outside.delete(key);
+  }
+
+  /** Units of calls for `key` still out to Redis (see `reserve()`). */
+  reserved(key: string): number {
+    return this.outside.size === 0 ? 0 : (this.outside.get(key) ?? 0);
+  }
+
+  /**
+   * Counts `params.cost` units for `key` if they fit, and if the units still
+   * out to Redis for it (`reserve()`) would fit beside them; only the cost
+   * is counted.
+   */
+  consume(key: string, params: DecisionParams): Decision {
     const { now } = params;
     let entry = this.lookup(key, now);
     if (entry === undefined) {
@@ -137,6 +158,7 @@ export class MemoryStore implements RateLimitStore {
       if (denied) return denied;
       entry = this.insert(key);
     }
+    const reserved = this.reserved(key);
     if (reserved > 0) {
       const trial = this.trial(entry, params, reserved);
       if (!trial.allowed) return trial;
@@ -151,11 +173,8 @@ export class MemoryStore implements RateLimitStore {
    * would have admitted answers as a read (what it has left).
    * @throws RateLimitCapacityError as `consume()` does with `whenFull: 'reject'`
    */
-  consumeAll(
-    keys: readonly string[],
-    params: readonly DecisionParams[],
-    reserved?: readonly number[],
-  ): Decision[] {
+  consumeAll(keys: readonly string[], params: readonly DecisionParams[]): Decision[] {
+    const reserved = keys.map(key => this.reserved(key));
     const { now } = params[0]!;
     const entries: Entry[] = [];
     for (const key of keys) {
@@ -169,7 +188,7 @@ export class MemoryStore implements RateLimitStore {
       this.file(entry, entry.tier);
       entries.push(entry);
     }
-    const trials = entries.map((entry, i) => this.trial(entry, params[i]!, reserved?.[i] ?? 0));
+    const trials = entries.map((entry, i) => this.trial(entry, params[i]!, reserved[i]!));
     // Only a store holding fewer keys than the limiter has policies loses one.
     if (entries.some(entry => this.entries.get(entry.key) !== entry)) {
       return keys.map(() => ({
@@ -180,7 +199,7 @@ export class MemoryStore implements RateLimitStore {
       }));
     }
     if (trials.every(trial => trial.allowed)) {
-      return entries.map((entry, i) => this.count(entry, params[i]!, reserved?.[i] ?? 0));
+      return entries.map((entry, i) => this.count(entry, params[i]!, reserved[i]!));
     }
     return entries.map((entry, i) => {
       if (!trials[i]!.allowed) return trials[i]!;
@@ -189,10 +208,18 @@ export class MemoryStore implements RateLimitStore {
     });
   }
 
-  // The decision for the cost plus `reserved` units, on a copy of the state.
+  // The decision for the cost plus `reserved` units, on a copy of the state;
+  // what it reports left leaves the reserved units out.
   private trial(entry: Entry, params: DecisionParams, reserved: number): Decision {
     const copy = { a: entry.a, b: entry.b, c: entry.c };
-    return algorithms[params.algorithm].decide(copy, params, params.cost + reserved, params.now);
+    const decision = algorithms[params.algorithm].decide(
+      copy,
+      params,
+      params.cost + reserved,
+      params.now,
+    );
+    if (reserved > 0) decision.remaining = Math.max(0, decision.remaining - reserved);
+    return decision;
   }
 
   private count(entry: Entry, params: DecisionParams, reserved = 0): Decision {
