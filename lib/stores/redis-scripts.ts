@@ -92,6 +92,14 @@ local remaining, resetAt, retry, expiresAt
 -- common hit costs one HINCRBY; 'set' rewrites the state and its expiry.
 local write = false`;
 
+// After a family's merge: the first pass over several keys keeps the merged
+// state for the second, which then reads no key again.
+const SNAPSHOT = `local snap = nil
+if dry then
+  snap = { false, b, c, r }
+  if s[1] or merged then snap[1] = a end
+end`;
+
 const EPILOGUE = `
 return { allowed = allowed, remaining = remaining, resetAt = resetAt, retry = retry,
   a = a, b = b, c = c, r = r, live = live, write = write, merged = merged,
@@ -214,13 +222,7 @@ if viewed then
     end
   end
 end
--- The first pass over several keys keeps the merged state for the second,
--- which then reads no key again.
-local snap = nil
-if dry then
-  snap = { false, b, c, r }
-  if s[1] or merged then snap[1] = a end
-end
+${SNAPSHOT}
 if cost < 0 then
   if b > 0 and now < b + window then
     a = math.max(0, a + cost)
@@ -294,13 +296,7 @@ if viewed then
     merged = true
   end
 end
--- The first pass over several keys keeps the merged state for the second,
--- which then reads no key again.
-local snap = nil
-if dry then
-  snap = { false, b, c, r }
-  if s[1] or merged then snap[1] = a end
-end
+${SNAPSHOT}
 if cost < 0 then
   -- Only the current window's count: a refund never reaches an ended window.
   if cur > 0 then
@@ -388,13 +384,7 @@ if viewed then
     end
   end
 end
--- The first pass over several keys keeps the merged state for the second,
--- which then reads no key again.
-local snap = nil
-if dry then
-  snap = { false, b, c, r }
-  if s[1] or merged then snap[1] = a end
-end
+${SNAPSHOT}
 if cost < 0 then
   if live == 1 or merged then
     local debt = math.max(0, (a - now) * limit + b + cost * window)
