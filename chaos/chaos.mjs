@@ -393,6 +393,41 @@ async function runScenario(scenario) {
 
 // --------------------------------------------------------------- analysis
 
+/**
+ * What a window over its bound is made of, for the log: the key's decisions
+ * from 3 s before the window to 1 s after it (sent → answered, instance,
+ * source, outcome, cost) and the faults around it, so a failure in CI can be
+ * traced from its output alone.
+ * @param {Decision[]} list
+ * @param {{ from: number, to: number }} window
+ * @param {Awaited<ReturnType<typeof runScenario>>} run
+ */
+function traceLines(list, window, run) {
+  const rel = (/** @type {number} */ at) => ((at - run.t0) / 1000).toFixed(3);
+  const from = window.from - 3000;
+  const to = window.to + 1000;
+  const out = list
+    .filter(d => d.s >= from && d.s <= to)
+    .sort((a, b) => a.s - b.s)
+    .slice(0, 80)
+    .map(
+      d =>
+        `        ${rel(d.s)} -> ${rel(d.r)} #${d.inst} ${d.src} ${d.ok ? 'admitted' : 'denied'} cost ${d.cost}`,
+    );
+  for (const l of run.losses) {
+    if (l.to >= from && l.from <= to)
+      out.push(`        loss ${l.kind} ${rel(l.from)}..${rel(l.to)}`);
+  }
+  for (const f of run.freezes) {
+    if (f.to >= from && f.from <= to) out.push(`        freeze ${rel(f.from)}..${rel(f.to)}`);
+  }
+  for (const j of run.jumps) {
+    if (j.at >= from && j.at <= to)
+      out.push(`        jump #${j.inst} ${j.deltaMs} ms at ${rel(j.at)}`);
+  }
+  return out;
+}
+
 /** @param {number} n */
 const fmt = n => n.toLocaleString('en-US');
 
@@ -532,7 +567,11 @@ function analyse(run) {
       `  ${r.rule.name} (${r.rule.algorithm} ${r.rule.limit}/${r.rule.windowMs / 1000} s): ${fmt(r.windows)} windows on ${r.keys} keys, ` +
         `${r.violations} over the bound on ${r.violatingKeys} keys; worst ${r.worst ? describe(r.worst) : '-'}`,
     );
-    for (const v of r.examples) lines.push(`      over: ${describe(v)}`);
+    for (const v of r.examples) {
+      lines.push(`      over: ${describe(v)}`);
+      const index = RULES.indexOf(r.rule);
+      lines.push(...traceLines(byKey.get(`${index}|${v.key}`) ?? [], v, run));
+    }
   }
   lines.push(
     `  errors (exceptions, bypass) ${errors.length + run.getErrors}; slower than ${TIMEOUT_MS} + ${LATENCY_MARGIN_MS} ms: ${slowByLatency.length}` +
