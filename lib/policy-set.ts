@@ -171,10 +171,22 @@ export class PolicySet {
     now: number,
   ): RateLimitResult {
     const skew = now - decisions[0]!.redisNow;
-    const figures = decisions.map((decision, i) => {
-      const shifted = { ...decision, resetAt: decision.resetAt + skew };
-      return slots[i]!.policy.describe(shifted, limits[i]!);
-    });
+    if (!this.multi) {
+      // The hot path: no per-policy figures to build for one rule.
+      const decision = decisions[0]!;
+      return {
+        allowed: decision.allowed,
+        limit: limits[0]!,
+        remaining: Math.max(0, decision.remaining),
+        resetAt: decision.resetAt + skew,
+        retryAfterMs: decision.allowed ? 0 : decision.retryAfterMs,
+        source: 'redis',
+        key,
+      };
+    }
+    const figures = decisions.map((decision, i) =>
+      slots[i]!.policy.describe(decision, limits[i]!, skew),
+    );
     return this.result(key, 'redis', figures);
   }
 

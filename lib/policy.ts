@@ -76,13 +76,16 @@ export class Policy {
     return Math.min(limit, this.fallbackLimit);
   }
 
-  /** The result figures of this policy for one decision. */
-  describe(decision: Decision, limit: number): PolicyResult {
+  /**
+   * The result figures of this policy for one decision; `skewMs` shifts its
+   * times onto the local clock (Redis answers on its own).
+   */
+  describe(decision: Decision, limit: number, skewMs = 0): PolicyResult {
     return {
       name: this.name,
       limit,
       remaining: Math.max(0, decision.remaining),
-      resetAt: decision.resetAt,
+      resetAt: decision.resetAt + skewMs,
       retryAfterMs: decision.allowed ? 0 : decision.retryAfterMs,
       allowed: decision.allowed,
     };
