@@ -33,6 +33,27 @@ import { fmt, markdownTable, textTable, writeSection } from './lib/report.mjs';
 const LIMIT = 1_000_000_000;
 const WINDOW_MS = 3_600_000;
 const quiet = { warn() {}, info() {}, error() {} };
+
+/**
+ * A memory-only limiter of this package on `memory`, as a scale cell uses it.
+ * @param {MemoryStore} memory
+ */
+function memoryOnly(memory) {
+  const l = new RateLimiter({
+    name: 'bench',
+    limit: LIMIT,
+    window: WINDOW_MS,
+    memory,
+    logger: quiet,
+  });
+  return {
+    decide: (/** @type {string} */ k) => l.consume(k),
+    close: async () => {
+      await l.close();
+      memory.close();
+    },
+  };
+}
 const gc = /** @type {(() => void) | undefined} */ (globalThis.gc);
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -374,44 +395,12 @@ async function keyGrowth() {
     {
       name: 'rrl memory-only, default store (maxKeys 10 000, evicts)',
       redis: false,
-      make: async () => {
-        const memory = new MemoryStore();
-        const l = new RateLimiter({
-          name: 'bench',
-          limit: LIMIT,
-          window: WINDOW_MS,
-          memory,
-          logger: quiet,
-        });
-        return {
-          decide: k => l.consume(k),
-          close: async () => {
-            await l.close();
-            memory.close();
-          },
-        };
-      },
+      make: async () => memoryOnly(new MemoryStore()),
     },
     {
       name: 'rrl memory-only, maxKeys 2 000 000',
       redis: false,
-      make: async () => {
-        const memory = new MemoryStore({ maxKeys: 2_000_000 });
-        const l = new RateLimiter({
-          name: 'bench',
-          limit: LIMIT,
-          window: WINDOW_MS,
-          memory,
-          logger: quiet,
-        });
-        return {
-          decide: k => l.consume(k),
-          close: async () => {
-            await l.close();
-            memory.close();
-          },
-        };
-      },
+      make: async () => memoryOnly(new MemoryStore({ maxKeys: 2_000_000 })),
     },
     {
       name: 'rate-limiter-flexible RateLimiterMemory',
