@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { RedisProcess } from './redis-process.js';
 
 let counter = 0;
 
@@ -59,4 +60,26 @@ export function recordingLogger(): {
   info: jest.Mock;
 } {
   return { warn: jest.fn(), error: jest.fn(), info: jest.fn() };
+}
+
+/**
+ * One redis-server for a test file, with a fail-fast client and an admin
+ * connection: started before the file's tests (handed to `use`), stopped
+ * after them.
+ */
+export function redisPerFile(
+  use: (started: { redis: RedisProcess; client: Redis; admin: Redis }) => void,
+): void {
+  let started: { redis: RedisProcess; client: Redis; admin: Redis } | undefined;
+  beforeAll(async () => {
+    const redis = await RedisProcess.start();
+    started = { redis, client: failFastClient(redis.port), admin: failFastClient(redis.port) };
+    await Promise.all([ready(started.client), ready(started.admin)]);
+    use(started);
+  });
+  afterAll(async () => {
+    started?.client.disconnect();
+    started?.admin.disconnect();
+    await started?.redis.stop();
+  });
 }

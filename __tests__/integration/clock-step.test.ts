@@ -2,8 +2,7 @@ import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
 import type { Redis } from 'ioredis';
 import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
-import { RedisProcess } from '../helpers/redis-process.js';
-import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
+import { recordingLogger, redisPerFile, uniqueName } from '../helpers/redis.js';
 
 /*
  * A wall-clock step on an app instance (NTP, a VM resumed) between Redis
@@ -12,22 +11,10 @@ import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/r
  * never steps; Redis TIME stays the authority.
  */
 
-let redis: RedisProcess;
 let client: Redis;
 let admin: Redis;
 
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-  client = failFastClient(redis.port);
-  admin = failFastClient(redis.port);
-  await Promise.all([ready(client), ready(admin)]);
-});
-
-afterAll(async () => {
-  client.disconnect();
-  admin.disconnect();
-  await redis.stop();
-});
+redisPerFile(started => ({ client, admin } = started));
 
 describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmName[])(
   '%s: a wall-clock step, then Redis data loss',

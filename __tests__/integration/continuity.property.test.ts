@@ -6,8 +6,7 @@ import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
 import { ALGORITHMS, ON_BOUNDARY, referenceModel } from '../helpers/conformance.js';
 import { ManualClock } from '../helpers/manual-clock.js';
-import { RedisProcess } from '../helpers/redis-process.js';
-import { failFastClient, ready, recordingLogger, uniqueName } from '../helpers/redis.js';
+import { recordingLogger, redisPerFile, uniqueName } from '../helpers/redis.js';
 
 /*
  * The conformance suite for merged state: one instance, one key, random hits
@@ -119,22 +118,10 @@ const scenarios: fc.Arbitrary<Scenario> = fc
     };
   });
 
-let redis: RedisProcess;
 let client: Redis;
 let admin: Redis;
 
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-  client = failFastClient(redis.port);
-  admin = failFastClient(redis.port);
-  await Promise.all([ready(client), ready(admin)]);
-});
-
-afterAll(async () => {
-  client.disconnect();
-  admin.disconnect();
-  await redis?.stop();
-});
+redisPerFile(started => ({ client, admin } = started));
 
 async function play(scenario: Scenario): Promise<void> {
   const clock = new ManualClock(scenario.start);

@@ -12,14 +12,7 @@ import {
   type RateLimitMiddleware,
 } from '../../lib/index.js';
 import { ManualClock } from '../helpers/manual-clock.js';
-import { RedisProcess } from '../helpers/redis-process.js';
-import {
-  eventually,
-  failFastClient,
-  ready,
-  recordingLogger,
-  uniqueName,
-} from '../helpers/redis.js';
+import { eventually, recordingLogger, redisPerFile, uniqueName } from '../helpers/redis.js';
 
 /*
  * Rules users write every day (issue 13): per-request limits (plans,
@@ -27,22 +20,10 @@ import {
  * the middleware, in memory and on a real redis-server.
  */
 
-let redis: RedisProcess;
 let client: Redis;
 let admin: Redis;
 
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-  client = failFastClient(redis.port);
-  admin = failFastClient(redis.port);
-  await Promise.all([ready(client), ready(admin)]);
-});
-
-afterAll(async () => {
-  client.disconnect();
-  admin.disconnect();
-  await redis.stop();
-});
+redisPerFile(started => ({ client, admin } = started));
 
 const middlewares: RateLimitMiddleware[] = [];
 const memories: MemoryStore[] = [];
