@@ -22,10 +22,17 @@ export class HookRunner {
     private readonly logger: Logger,
   ) {}
 
-  /** Calls `fn` now, returning its value, or `undefined` if it threw (then reported). */
+  /**
+   * Calls `fn` now, returning its value, or `undefined` if it threw (then
+   * reported). A promise it returns (an `async` listener, metrics sink or
+   * logger) is watched: its rejection is reported the same way, never left
+   * unhandled, where Node would end the process.
+   */
   call<T>(hook: string, fn: () => T): T | undefined {
     try {
-      return fn();
+      const value = fn();
+      if (isThenable(value)) value.then(undefined, (error: unknown) => this.fail(hook, error));
+      return value;
     } catch (error) {
       this.fail(hook, error);
       return undefined;
@@ -61,4 +68,13 @@ export class HookRunner {
       // The logger is user code too; there is nowhere left to report to.
     }
   }
+}
+
+/** A value with a `then` method (a promise from another realm or library too). */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }

@@ -1,3 +1,4 @@
+import { isThenable } from './hook-runner.js';
 import { describe } from './duration.js';
 import { RateLimitConfigError } from './errors.js';
 import type { Logger } from './types.js';
@@ -35,7 +36,9 @@ export function toSafeLogger(logger: unknown): Logger {
     (message: string, ...rest: unknown[]): void => {
       if (method === undefined) return;
       try {
-        target[method](message, ...rest);
+        // An async logger's rejection too: Node would end the process on it.
+        const written: unknown = target[method](message, ...rest);
+        if (isThenable(written)) written.then(undefined, () => undefined);
       } catch {
         // Logging is best effort; nothing of ours depends on it.
       }

@@ -250,9 +250,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   }
 
   /**
-   * Events are delivered in a microtask, each listener in its own try/catch,
-   * so a listener never runs on our stack (or cockatiel's) and a throw never
-   * changes a decision: it is reported once through `storeError` as a
+   * Events are delivered in a microtask, each listener through the hook
+   * runner, so a listener never runs on our stack (or cockatiel's) and a
+   * throw, or an async listener's rejection, never changes a decision: it is reported once through `storeError` as a
    * RateLimitHookError (or logged, when nobody listens to `storeError`).
    * `'error'` keeps Node's own semantics.
    */
@@ -264,13 +264,9 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     if (this.listenerCount(event) === 0) return false;
     queueMicrotask(() => {
       for (const listener of this.rawListeners(event)) {
-        try {
-          (listener as unknown as (...a: unknown[]) => unknown).apply(this, args);
-        } catch (error) {
-          this.hooks.call(`${event} listener`, () => {
-            throw error;
-          });
-        }
+        this.hooks.call(`${event} listener`, () =>
+          (listener as unknown as (...a: unknown[]) => unknown).apply(this, args),
+        );
       }
     });
     return true;
