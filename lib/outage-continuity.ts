@@ -65,6 +65,12 @@ export type Ticket = {
 export class OutageContinuity {
   private readonly pendingHits: PendingHits;
   private writingBack: Promise<void> | undefined;
+  /**
+   * Calls that timed out carrying local units, until Redis answers them:
+   * their units are neither pending (sending them again would count them
+   * twice if the call lands) nor acknowledged.
+   */
+  private readonly timedOut = new Map<Ticket, PendingSnapshot>();
   /** Hits and keys acknowledged since the last `reconciled` event. */
   private acknowledged = { keys: 0, hits: 0 };
 
@@ -80,7 +86,9 @@ export class OutageContinuity {
 
   /** Hits admitted locally and not yet acknowledged by Redis. */
   get pending(): number {
-    return this.pendingHits.hits;
+    let hits = this.pendingHits.hits;
+    for (const taken of this.timedOut.values()) hits += taken.current.hits + taken.previous.hits;
+    return hits;
   }
 
   /** A call that must settle before another call for `storageKey` is sent. */
@@ -102,6 +110,10 @@ export class OutageContinuity {
   /** Drops a key's local state (reset). */
   forget(storageKey: string): void {
     this.pendingHits.forget(storageKey);
+    if (this.timedOut.size === 0) return;
+    for (const ticket of this.timedOut.keys()) {
+      if (ticket.storageKey === storageKey) this.timedOut.delete(ticket);
+    }
   }
 
   /**
@@ -139,22 +151,44 @@ export class OutageContinuity {
    */
   settle(ticket: Ticket, decision: RedisDecision): void {
     const { outgoing } = ticket;
-    if (outgoing?.entry !== undefined) {
-      // A no-op when a reset dropped the entry meanwhile.
-      const before = this.pendingHits.hits;
-      this.pendingHits.acknowledge(outgoing.entry, outgoing.sent);
-      const merged = before - this.pendingHits.hits;
-      // Only calls that brought hits count as keys merged.
-      if (merged > 0) {
-        this.acknowledged.hits += merged;
-        this.acknowledged.keys++;
-      }
-    }
+    if (outgoing?.entry !== undefined)
+      this.note(this.pendingHits.acknowledge(outgoing.entry, outgoing.sent));
     // A reset or refund after this call started wins: the answer describes
     // the state before it, so it must not become this instance's view.
     if (this.rule.failClosed && !this.resets.since(ticket.storageKey, ticket.mark)) {
       this.adopt(ticket.storageKey, decision, ticket.startedAt, ticket.startedMono);
     }
+  }
+
+  /**
+   * A prepared call timed out, but Redis may still run it (`call` is its own
+   * answer; `index` this key's decision in it). The local units it carried
+   * leave the key's pending units now, so no later call sends them again,
+   * and come back only if Redis answers with an error or wrote nothing: so a
+   * slow Redis counts them exactly once. (A connection that breaks after the
+   * script ran but before its reply arrived still brings them back: counted
+   * twice, the safe side.)
+   */
+  unanswered(ticket: Ticket, call: Promise<readonly RedisDecision[]>, index: number): void {
+    const { outgoing } = ticket;
+    if (outgoing?.entry === undefined) return;
+    const taken = this.pendingHits.acknowledge(outgoing.entry, outgoing.sent);
+    if (taken === undefined) return;
+    this.timedOut.set(ticket, taken);
+    const landed = (decisions: readonly RedisDecision[]): void => {
+      if (!this.timedOut.delete(ticket)) return;
+      if (decisions[index]?.needsView === false) this.note(taken);
+      else this.pendingHits.restore(outgoing.entry!, taken, this.rule.clock.now());
+    };
+    call.then(landed, () => landed([]));
+  }
+
+  // Counts what an acknowledgement took off the pending hits.
+  private note(taken: PendingSnapshot | undefined): void {
+    // Only calls that brought hits count as keys merged.
+    if (taken === undefined || taken.current.hits + taken.previous.hits === 0) return;
+    this.acknowledged.hits += taken.current.hits + taken.previous.hits;
+    this.acknowledged.keys++;
   }
 
   /**

@@ -115,19 +115,65 @@ export class PendingHits {
     this.entries.set(storageKey, entry);
   }
 
-  /** Subtracts what a call carried once Redis has merged it. */
-  acknowledge(entry: PendingEntry, sent: PendingSnapshot): void {
-    if (this.entries.get(entry.storageKey) !== entry) return;
+  /**
+   * Subtracts what a call carried once Redis has merged it (or may have).
+   * Returns what it took, by the entry's windows, for `restore()`; undefined
+   * when a reset dropped the entry meanwhile.
+   */
+  acknowledge(entry: PendingEntry, sent: PendingSnapshot): PendingSnapshot | undefined {
+    if (this.entries.get(entry.storageKey) !== entry) return undefined;
     const before = entry.current.hits + entry.previous.hits;
+    const taken: PendingSnapshot = {
+      windowStart: entry.windowStart,
+      current: NONE,
+      previous: NONE,
+    };
     if (this.algorithm === 'token-bucket' || entry.windowStart === sent.windowStart) {
       subtract(entry.current, sent.current);
       subtract(entry.previous, sent.previous);
+      taken.current = sent.current;
+      taken.previous = sent.previous;
     } else if (entry.windowStart === sent.windowStart + this.windowMs) {
       // The window rolled while the call was out: what was current is previous.
       subtract(entry.previous, sent.current);
+      taken.previous = sent.current;
     }
     this.total -= before - entry.current.hits - entry.previous.hits;
     this.tidy(entry);
+    return taken;
+  }
+
+  /**
+   * Gives an entry back what `acknowledge()` took from it, for the windows
+   * that are still its own: the call that carried it did not land.
+   */
+  restore(entry: PendingEntry, taken: PendingSnapshot, now: number): void {
+    let current = taken.current;
+    let previous = taken.previous;
+    if (current.hits + current.refunds + previous.hits + previous.refunds === 0) return;
+    let held = this.entries.get(entry.storageKey);
+    if (held === undefined) {
+      // Emptied and tidied meanwhile: it comes back as it was taken.
+      if (this.entries.size >= this.maxEntries) this.makeRoom(now);
+      held = entry;
+      held.windowStart = taken.windowStart;
+      held.current = { hits: 0, refunds: 0 };
+      held.previous = { hits: 0, refunds: 0 };
+      held.inFlight = undefined;
+      this.entries.set(held.storageKey, held);
+    }
+    if (this.algorithm !== 'token-bucket' && held.windowStart !== taken.windowStart) {
+      // Only a sliding window's current one survives a roll (as previous).
+      const rolled =
+        this.algorithm === 'sliding-window' &&
+        held.windowStart === taken.windowStart + this.windowMs;
+      if (!rolled) return;
+      previous = current;
+      current = NONE;
+    }
+    held.current = add(held.current, current);
+    held.previous = add(held.previous, previous);
+    this.total += current.hits + previous.hits;
   }
 
   /** Drops a key's entry (reset), whatever is in flight for it. */
@@ -182,6 +228,13 @@ export class PendingHits {
     if (dropped.keys > 0) this.onDropped(dropped);
   }
 }
+
+const NONE: Tally = Object.freeze({ hits: 0, refunds: 0 });
+
+const add = (tally: Tally, more: Tally): Tally => ({
+  hits: tally.hits + more.hits,
+  refunds: tally.refunds + more.refunds,
+});
 
 function subtract(tally: Tally, sent: Tally): void {
   tally.hits -= sent.hits;

@@ -1,7 +1,7 @@
 import { BrokenCircuitError } from 'cockatiel';
 import type { StoreBreaker } from './breaker.js';
 import type { BreakerRegistry } from './breaker-registry.js';
-import { RateLimitStoreError } from './errors.js';
+import { RateLimitStoreError, RateLimitTimeoutError } from './errors.js';
 import type { Policy } from './policy.js';
 import type { MemoryStore } from './stores/memory-store.js';
 import type { RedisDecision, RedisStore } from './stores/redis-store.js';
@@ -80,18 +80,26 @@ export class RedisExchange {
         tickets.push(slots[i]!.policy.continuity.prepare(slots[i]!.storageKey, now, wholeView));
       }
       const groups = params.map((p, i) => ({ params: p, continuity: tickets[i]!.outgoing?.args }));
-      const sent = breaker.execute(() =>
-        withTimeout(
-          store.decide(keys, groups),
-          Math.max(1, Math.round(deadline - performance.now())),
-        ),
-      );
+      let call: Promise<RedisDecision[]> | undefined;
+      const sent = breaker.execute(() => {
+        call = store.decide(keys, groups);
+        return withTimeout(call, Math.max(1, Math.round(deadline - performance.now())));
+      });
       for (let i = 0; i < slots.length; i++) slots[i]!.policy.continuity.hold(tickets[i]!, sent);
       const units = params[0]!.cost;
       if (units > 0) this.sendUnits(slots, units);
       let decisions: RedisDecision[];
       try {
         decisions = await sent;
+      } catch (error) {
+        // Redis may still run a call that timed out: the outage units it
+        // carries wait for its own answer instead of being sent again.
+        if (call !== undefined && error instanceof RateLimitTimeoutError) {
+          for (let i = 0; i < slots.length; i++) {
+            slots[i]!.policy.continuity.unanswered(tickets[i]!, call, i);
+          }
+        }
+        throw error;
       } finally {
         if (units > 0) this.sendUnits(slots, -units);
       }
@@ -165,11 +173,10 @@ export class RedisExchange {
     try {
       await this.writeBack();
     } finally {
-      // What failed (Redis went away again, a write-back timed out) is tried
-      // again: nothing else would send the hits of keys not requested again.
-      // Backing off, since a write-back that timed out may have landed and
-      // sending its hits again counts them twice (the safe side, but a slow
-      // Redis must not turn it into a key denied for its window).
+      // What failed (Redis went away again, or the answer to a write-back
+      // that timed out never came) is tried again: nothing else would send
+      // the hits of keys not requested again. Backing off: a Redis that keeps
+      // failing need not be asked every second.
       if (this.pending > 0) {
         this.retryDelayMs = Math.min(2 * this.retryDelayMs, MAX_WRITE_BACK_DELAY_MS);
         this.scheduleWriteBack();

@@ -1,0 +1,124 @@
+import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
+import type { Redis } from 'ioredis';
+import { MemoryStore, RateLimiter } from '../../lib/index.js';
+import type { AlgorithmName } from '../../lib/types.js';
+import { RedisProcess } from '../helpers/redis-process.js';
+import {
+  eventually,
+  failFastClient,
+  ready,
+  recordingLogger,
+  uniqueName,
+} from '../helpers/redis.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+
+/*
+ * A call that carries a key's outage hits to Redis and times out may still
+ * run there. Before, its hits stayed pending and the next call for the key
+ * sent them again: a Redis slower than the timeout counted them once per
+ * attempt. Now they wait for Redis's own answer: counted once when it comes,
+ * pending again only if the call fails or never reached Redis.
+ */
+
+const TIMEOUT_MS = 200;
+const WINDOW_MS = 86_400_000;
+const LIMIT = 5;
+
+let redis: RedisProcess;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await RedisProcess.start();
+  admin = failFastClient(redis.port);
+  await ready(admin);
+});
+
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+async function setUp(algorithm: AlgorithmName) {
+  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: redis.port });
+  const client = failFastClient(proxy.port);
+  await ready(client);
+  const memory = new MemoryStore();
+  // Never opens: every call in these tests goes to Redis.
+  const breaker = circuitBreaker(handleAll, {
+    halfOpenAfter: 60_000,
+    breaker: new ConsecutiveBreaker(1000),
+  });
+  const name = uniqueName(`carrier-${algorithm}`);
+  const limiter = new RateLimiter({
+    name,
+    algorithm,
+    limit: LIMIT,
+    window: WINDOW_MS,
+    timeout: TIMEOUT_MS,
+    redis: client,
+    memory,
+    breaker,
+    logger: recordingLogger(),
+  });
+  limiter.on('storeError', () => undefined);
+  const redisKey = `rl:{${name}|k}`;
+  return {
+    proxy,
+    limiter,
+    /** The units Redis counts for the key: the count, or a bucket's debt in units. */
+    async units(): Promise<number> {
+      const [a, time] = await Promise.all([admin.hget(redisKey, 'a'), admin.time()]);
+      if (algorithm !== 'token-bucket') return Number(a);
+      const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+      return Math.ceil((Number(a) - now) / (WINDOW_MS / LIMIT));
+    },
+    async tearDown() {
+      await limiter.close();
+      memory.close();
+      client.disconnect();
+      await proxy.close();
+    },
+  };
+}
+
+describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmName[])(
+  '%s: outage hits carried by a call that timed out',
+  algorithm => {
+    it('are counted once when Redis answers late, however many calls follow', async () => {
+      const t = await setUp(algorithm);
+      try {
+        t.proxy.delayMs = 2.5 * TIMEOUT_MS;
+        // Each times out and is decided by memory, whose hit the next one
+        // carries to Redis.
+        for (let i = 0; i < 3; i++) expect((await t.limiter.consume('k')).source).toBe('memory');
+        t.proxy.delayMs = 0;
+        await eventually(() => t.limiter.pendingReconciliation === 0, 5000);
+        // 3 timed-out decisions that Redis ran anyway (over-counted, the safe
+        // side: SPEC) and their 3 fallback hits, the last one written back.
+        // Sending the hits of a call that timed out again counted 8.
+        expect(await t.units()).toBe(6);
+      } finally {
+        await t.tearDown();
+      }
+    }, 15_000);
+
+    it('are sent again when the call never reached Redis', async () => {
+      const t = await setUp(algorithm);
+      try {
+        t.proxy.blackhole = true;
+        for (let i = 0; i < 2; i++) expect((await t.limiter.consume('k')).source).toBe('memory');
+        // The first fallback hit waits for the answer of the second call,
+        // which carries it; the second is pending.
+        expect(t.limiter.pendingReconciliation).toBe(2);
+        // The connection breaks: both commands fail, never having run.
+        t.proxy.cutAll();
+        t.proxy.blackhole = false;
+        await eventually(() => t.limiter.pendingReconciliation === 0, 10_000);
+        // Both fallback hits, once: none lost with the call that failed.
+        expect(await t.units()).toBe(2);
+      } finally {
+        await t.tearDown();
+      }
+    }, 15_000);
+  },
+);
