@@ -570,7 +570,12 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.redis?.close();
+    const unwritten = (await this.redis?.close()) ?? 0;
+    if (unwritten > 0) {
+      this.config.logger.warn(
+        `resilient-rate-limit: '${this.name}' closed with ${unwritten} hits admitted during an outage that Redis has not acknowledged; other instances do not count them`,
+      );
+    }
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
     if (this.registry) releaseInstanceRegistry(this.registry.client, this.registry.registry);
     // After the breakers: they hold listeners on this client.
@@ -613,7 +618,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
           cost,
         );
       }
-      if (reason !== 'breaker-open') this.redis?.scheduleWriteBack();
+      this.redis?.scheduleWriteBack();
     }
     return result;
   }

@@ -34,6 +34,8 @@ export class RedisExchange {
   private writeBackTimer: ReturnType<typeof setTimeout> | undefined;
   private retryDelayMs = WRITE_BACK_DELAY_MS;
   private closed = false;
+  /** When close() stops writing back (performance.now() ms). */
+  private closeBy = Infinity;
   /** Resets out to Redis, by storage key: calls for the key wait for them. */
   private readonly resets = new Map<string, Promise<void>>();
 
@@ -192,9 +194,9 @@ export class RedisExchange {
         policy.continuity.reconcile(storageKey => {
           const slot = { policy, storageKey, redisKey: this.redisKeyOf(storageKey, policy) };
           const breaker = this.breakers.forKey(slot.redisKey);
-          if (breaker.shouldSkip()) {
-            return Promise.reject(new RateLimitStoreError('the circuit breaker is open'));
-          }
+          // Redis is out: the hits stay pending for a later run. An open
+          // breaker that is due lets the first key through as its probe.
+          if (breaker.shouldSkip() || performance.now() > this.closeBy) return Promise.resolve();
           const params = {
             algorithm: this.algorithm,
             limit: policy.limit,
@@ -216,23 +218,33 @@ export class RedisExchange {
   }
 
   /**
-   * Outage hits recorded while the breaker stayed closed (a lone timeout)
-   * have no breakerClose to write them back: a timer does, unref'd.
+   * Outage hits with no breakerClose to write them back (a lone timeout, or
+   * an outage after which no request comes to probe Redis) are written back
+   * by a timer, unref'd, backing off while Redis stays out; a run while the
+   * breaker is open and due probes it.
    */
   scheduleWriteBack(): void {
     if (this.writeBackTimer !== undefined || this.closed) return;
     this.writeBackTimer = setTimeout(() => {
       this.writeBackTimer = undefined;
-      if (this.breakers.state !== 'closed') return;
       this.reconcile().catch(this.onError('scheduled write-back'));
     }, this.retryDelayMs);
     this.writeBackTimer.unref?.();
   }
 
-  /** Stops the write-back timer and waits for a write-back in progress. */
-  async close(): Promise<void> {
+  /**
+   * Stops the write-back timer and makes one last write-back of the outage
+   * hits still pending, which would otherwise leave with this instance,
+   * within two write-back budgets (a batch started by then finishes within
+   * its own), and none while the breaker is open. Resolves to the hits that
+   * stay unwritten.
+   */
+  async close(): Promise<number> {
     this.closed = true;
+    this.closeBy = performance.now() + 2 * WRITE_BACK_TIMEOUT_MS;
     if (this.writeBackTimer !== undefined) clearTimeout(this.writeBackTimer);
+    if (this.pending > 0) await this.writeBack().catch(this.onError('write-back on close'));
     await Promise.all(this.policies.map(policy => policy.continuity.settled()));
+    return this.pending;
   }
 }

@@ -1,0 +1,116 @@
+import type { Redis } from 'ioredis';
+import { MemoryStore, RateLimiter } from '../../lib/index.js';
+import type { AlgorithmName } from '../../lib/types.js';
+import { RedisProcess } from '../helpers/redis-process.js';
+import {
+  eventually,
+  failFastClient,
+  ready,
+  recordingLogger,
+  uniqueName,
+} from '../helpers/redis.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+
+/*
+ * Outage hits reach Redis even when no request follows the outage. Before,
+ * only a request could probe an open breaker, so an instance that went idle
+ * kept its hits in memory until the next request, and `close()` dropped
+ * them: the other instances never counted them.
+ */
+
+const WINDOW_MS = 86_400_000;
+const HALF_OPEN_AFTER_MS = 100;
+
+let redis: RedisProcess;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await RedisProcess.start();
+  admin = failFastClient(redis.port);
+  await ready(admin);
+});
+
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+/** A limiter whose breaker opened on a refused connection, with 3 outage hits for 'k'. */
+async function afterOutage(algorithm: AlgorithmName) {
+  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: redis.port });
+  const client = failFastClient(proxy.port);
+  await ready(client);
+  const memory = new MemoryStore();
+  const logger = recordingLogger();
+  const name = uniqueName(`idle-${algorithm}`);
+  const limiter = new RateLimiter({
+    name,
+    algorithm,
+    limit: 5,
+    window: WINDOW_MS,
+    timeout: 200,
+    redis: client,
+    memory,
+    breaker: { threshold: 1, halfOpenAfter: HALF_OPEN_AFTER_MS },
+    logger,
+  });
+  limiter.on('storeError', () => undefined);
+  proxy.refuse = true;
+  proxy.cutAll();
+  for (let i = 0; i < 3; i++) expect((await limiter.consume('k')).source).toBe('memory');
+  expect(limiter.breakerState).toBe('open');
+  expect(limiter.pendingReconciliation).toBe(3);
+  proxy.refuse = false;
+  await ready(client);
+  const redisKey = `rl:{${name}|k}`;
+  return {
+    limiter,
+    logger,
+    async units(): Promise<number> {
+      const [a, time] = await Promise.all([admin.hget(redisKey, 'a'), admin.time()]);
+      if (algorithm !== 'token-bucket' || a === null) return Number(a);
+      const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+      return Math.ceil((Number(a) - now) / (WINDOW_MS / 5));
+    },
+    async tearDown() {
+      await limiter.close();
+      memory.close();
+      client.disconnect();
+      await proxy.close();
+    },
+  };
+}
+
+describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmName[])(
+  '%s: outage hits with no request after the outage',
+  algorithm => {
+    it('are written back by the timer, which probes the open breaker', async () => {
+      const t = await afterOutage(algorithm);
+      try {
+        await eventually(() => t.limiter.pendingReconciliation === 0, 8000);
+        expect(await t.units()).toBe(3);
+        expect(t.limiter.breakerState).toBe('closed');
+      } finally {
+        await t.tearDown();
+      }
+    }, 15_000);
+
+    it('are written back by close() once the breaker is due for a probe', async () => {
+      const t = await afterOutage(algorithm);
+      await new Promise(resolve => setTimeout(resolve, HALF_OPEN_AFTER_MS + 20));
+      await t.tearDown();
+      expect(await t.units()).toBe(3);
+      expect(t.logger.warn.mock.calls.flat().join('\n')).not.toMatch(/closed with/);
+    });
+
+    it('are reported by close() when Redis cannot take them', async () => {
+      const t = await afterOutage(algorithm);
+      // Still open: close() does not wait for Redis.
+      await t.tearDown();
+      expect(await t.units()).toBe(0);
+      expect(t.logger.warn).toHaveBeenCalledWith(
+        expect.stringMatching(/closed with 3 hits admitted during an outage/),
+      );
+    });
+  },
+);
