@@ -99,17 +99,21 @@ export class InstanceRegistry {
 
   /**
    * Drops one user; the last one stops the timer and removes this instance
-   * from the set (best effort, not awaited: a dead Redis must not hold up
-   * close(), and the horizon drops the entry anyway).
-   * @returns true when this was the last user
+   * from the set (best effort: the horizon drops the entry anyway).
+   * @returns undefined while others use it; for the last user, the removal,
+   *   which never rejects (the caller bounds the wait: a dead Redis never
+   *   answers it)
    */
-  release(): boolean {
-    if (--this.users > 0) return false;
+  release(): Promise<void> | undefined {
+    if (--this.users > 0) return undefined;
     clearInterval(this.timer);
     this.timer = undefined;
     this.client.off('ready', this.onReady);
-    this.client.zrem(this.key, this.id).catch(error => this.reportPermission(error));
-    return true;
+    if (this.client.status !== 'ready') return Promise.resolve();
+    return this.client.zrem(this.key, this.id).then(
+      () => undefined,
+      error => this.reportPermission(error),
+    );
   }
 
   // A missing ACL right is logged as decisions log it: once, naming the rule.
@@ -172,9 +176,17 @@ export function acquireInstanceRegistry(
   return registry;
 }
 
-/** Gives a registry back; the last user's release stops and forgets it. */
-export function releaseInstanceRegistry(client: RedisClient, registry: InstanceRegistry): void {
-  if (registry.release()) registries.get(client)?.delete(registry.key);
+/**
+ * Gives a registry back; the last user's release stops and forgets it, and
+ * resolves once this instance has left the set (never rejects).
+ */
+export function releaseInstanceRegistry(
+  client: RedisClient,
+  registry: InstanceRegistry,
+): Promise<void> | undefined {
+  const removed = registry.release();
+  if (removed) registries.get(client)?.delete(registry.key);
+  return removed;
 }
 
 /**

@@ -45,6 +45,7 @@ import type { DroppedEvent } from './pending-hits.js';
 import { Policy } from './policy.js';
 import { PolicySet, type Call } from './policy-set.js';
 import { RedisExchange, WRITE_BACK_TIMEOUT_MS } from './redis-exchange.js';
+import { withTimeout } from './timeout.js';
 import { ResetLog } from './reset-log.js';
 import {
   acquireInstanceRegistry,
@@ -577,7 +578,12 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       );
     }
     for (const disposer of this.disposers.splice(0)) disposer.dispose();
-    if (this.registry) releaseInstanceRegistry(this.registry.client, this.registry.registry);
+    if (this.registry) {
+      const left = releaseInstanceRegistry(this.registry.client, this.registry.registry);
+      // Before a URL client is disconnected, which would drop the removal
+      // unsent (auto-pipelining sends on the next tick); within the budget.
+      if (left) await withTimeout(left, this.config.timeoutMs).catch(() => undefined);
+    }
     // After the breakers: they hold listeners on this client.
     if (typeof this.config.redis === 'string') releaseUrlClient(this.config.redis);
     if (this.config.ownsMemory) this.memory.close();

@@ -123,6 +123,26 @@ describe('InstanceRegistry (fallbackLimit: share)', () => {
     expect(a.limiter.liveInstances).toBe(1);
   });
 
+  it('leaves the set on close() with a URL client too, before the client goes', async () => {
+    // Found in review: the removal was sent without waiting, and the URL
+    // client, disconnected right after, dropped it unsent.
+    const prefix = `${uniqueName('p')}:`;
+    const limiter = new RateLimiter({
+      name: uniqueName('registry-url'),
+      limit: 30,
+      window: '1h',
+      redis: `redis://127.0.0.1:${redis.port}`,
+      fallbackLimit: 'share',
+      instanceHorizon: HORIZON_MS,
+      prefix,
+      logger: recordingLogger(),
+    });
+    const key = registryKey(prefix, HORIZON_MS);
+    await eventually(async () => (await redis.command('ZCARD', key)) === '1', 3000);
+    await limiter.close();
+    expect(await redis.command('ZCARD', key)).toBe('0');
+  });
+
   it('refreshes at most once a second and never on the decision path', async () => {
     const prefix = `${uniqueName('p')}:`;
     const { limiter } = await instance(prefix, { limit: 1_000_000 });
