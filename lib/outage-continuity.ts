@@ -70,7 +70,7 @@ export class OutageContinuity {
    * their units are neither pending (sending them again would count them
    * twice if the call lands) nor acknowledged.
    */
-  private readonly timedOut = new Map<Ticket, PendingSnapshot>();
+  private readonly timedOut = new Map<Ticket, { taken: PendingSnapshot; landed: Promise<void> }>();
   /** Hits and keys acknowledged since the last `reconciled` event. */
   private acknowledged = { keys: 0, hits: 0 };
 
@@ -87,13 +87,30 @@ export class OutageContinuity {
   /** Hits admitted locally and not yet acknowledged by Redis. */
   get pending(): number {
     let hits = this.pendingHits.hits;
-    for (const taken of this.timedOut.values()) hits += taken.current.hits + taken.previous.hits;
+    for (const { taken } of this.timedOut.values()) {
+      hits += taken.current.hits + taken.previous.hits;
+    }
     return hits;
   }
 
-  /** A call that must settle before another call for `storageKey` is sent. */
+  /** A call carrying the key's local units that must settle before another call for it is sent. */
   inFlight(storageKey: string): Promise<unknown> | undefined {
     return this.pendingHits.get(storageKey)?.inFlight;
+  }
+
+  /**
+   * Redis's answer to a call that timed out carrying the key's local units,
+   * while it is still to come. Later calls for the key do not carry those
+   * units, so they must not run in Redis before that call, which they could
+   * (found by an attack: its EVAL after NOSCRIPT leaves only when the slow
+   * reply is back; a Cluster redirection too): they wait for it.
+   */
+  lateAnswer(storageKey: string): Promise<void> | undefined {
+    if (this.timedOut.size === 0) return undefined;
+    for (const [ticket, { landed }] of this.timedOut) {
+      if (ticket.storageKey === storageKey) return landed;
+    }
+    return undefined;
   }
 
   /**
@@ -174,13 +191,12 @@ export class OutageContinuity {
     if (outgoing?.entry === undefined) return;
     const taken = this.pendingHits.acknowledge(outgoing.entry, outgoing.sent);
     if (taken === undefined) return;
-    this.timedOut.set(ticket, taken);
-    const landed = (decisions: readonly RedisDecision[]): void => {
+    const fold = (decisions: readonly RedisDecision[]): void => {
       if (!this.timedOut.delete(ticket)) return;
       if (decisions[index]?.needsView === false) this.note(taken);
       else this.pendingHits.restore(outgoing.entry!, taken, this.rule.clock.now());
     };
-    call.then(landed, () => landed([]));
+    this.timedOut.set(ticket, { taken, landed: call.then(fold, () => fold([])) });
   }
 
   // Counts what an acknowledgement took off the pending hits.
@@ -376,8 +392,16 @@ export class OutageContinuity {
     if (algorithm === 'fixed-window') {
       // c is free in a fixed window: it keeps Redis's own start, which
       // restores the window exactly (an age would arrive a transit late).
-      state.c = state.b;
-      state.b += skewMs;
+      const redisStart = state.b;
+      state.c = redisStart;
+      // One Redis window keeps the local start it was first given. Each
+      // answer's skew estimate differs by its transit time, and local units
+      // are filed under the local start: a moved start made them another
+      // window's, so acknowledging a call missed them (sent twice) and a
+      // later hit's roll dropped them (lost).
+      const held = this.memory.peek(storageKey, -Infinity);
+      state.b =
+        held !== undefined && held.c === redisStart && held.b > 0 ? held.b : redisStart + skewMs;
     } else if (algorithm === 'sliding-window') {
       // Aligned windows: map Redis's window onto the same window locally.
       const redisStart = decision.redisNow - (decision.redisNow % windowMs);

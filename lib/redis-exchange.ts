@@ -65,8 +65,23 @@ export class RedisExchange {
     budgetMs: number,
   ): Promise<RedisDecision[]> {
     const deadline = performance.now() + budgetMs;
-    for (let wait = this.inFlight(slots); wait; wait = this.inFlight(slots)) {
-      await withTimeout(wait, Math.max(1, deadline - performance.now()));
+    // Until no call for these keys is out carrying their outage units and
+    // none that timed out carrying them awaits its answer: every wait may
+    // end with another call for the keys sent meanwhile.
+    for (;;) {
+      const wait = this.inFlight(slots);
+      if (wait) {
+        await withTimeout(wait, Math.max(1, deadline - performance.now()));
+        continue;
+      }
+      const late = this.lateAnswer(slots);
+      if (!late) break;
+      // Waiting for Redis to answer is waiting on Redis: the breaker counts
+      // a wait that runs out, so a Redis that hangs still opens it.
+      if (breaker.skipReason() === 'breaker-open') throw new BrokenCircuitError();
+      await breaker.execute(() =>
+        withTimeout(late, Math.max(1, Math.round(deadline - performance.now()))),
+      );
     }
     const { store } = this;
     const keys = slots.map(slot => slot.redisKey);
@@ -122,6 +137,16 @@ export class RedisExchange {
   // memory deciding the key meanwhile leaves room for them (the safe side).
   private sendUnits(slots: readonly Slot[], units: number): void {
     for (const { storageKey } of slots) this.memory.reserve(storageKey, units);
+  }
+
+  // Redis's answer, still to come, to a call for these keys that timed out
+  // carrying their outage units.
+  private lateAnswer(slots: readonly Slot[]): Promise<void> | undefined {
+    for (const slot of slots) {
+      const late = slot.policy.continuity.lateAnswer(slot.storageKey);
+      if (late) return late;
+    }
+    return undefined;
   }
 
   // A call that must settle before another for these keys is sent.

@@ -1,0 +1,144 @@
+import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
+import type { Redis } from 'ioredis';
+import { MemoryStore, RateLimiter } from '../../lib/index.js';
+import type { AlgorithmName } from '../../lib/types.js';
+import { RedisProcess } from '../helpers/redis-process.js';
+import {
+  eventually,
+  failFastClient,
+  ready,
+  recordingLogger,
+  uniqueName,
+} from '../helpers/redis.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+
+/*
+ * The class behind timed-out-carrier.test.ts, at random: a Redis whose
+ * latency jumps around the timeout, several keys, concurrent requests. Every
+ * decision the script ran counts one unit (MONITOR sees each), and every unit
+ * memory admitted after a timeout reaches Redis once, however its carrier
+ * fared. So once everything has settled, each key's count in Redis is
+ * exactly (decisions Redis ran) + (memory admissions): more means outage
+ * units were counted twice, less that some were lost.
+ */
+
+const TIMEOUT_MS = 80;
+const LIMIT = 1000;
+const WINDOW_MS = 86_400_000;
+const KEYS = ['a', 'b', 'c'];
+const STEPS = 40;
+
+let redis: RedisProcess;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await RedisProcess.start();
+  admin = failFastClient(redis.port);
+  await ready(admin);
+});
+
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+// mulberry32: a small seeded generator, so a failure names its seed.
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function play(algorithm: AlgorithmName, seed: number): Promise<void> {
+  const random = prng(seed);
+  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: redis.port });
+  const client = failFastClient(proxy.port);
+  await ready(client);
+  const name = uniqueName(`slow-${algorithm}`);
+  // Decisions the script ran, by key, as MONITOR saw them (cost 1 only).
+  const ran = new Map<string, number>(KEYS.map(key => [key, 0]));
+  const monitor = await admin.duplicate().monitor();
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    const command = args[0]?.toLowerCase();
+    if (command !== 'evalsha' && command !== 'eval') return;
+    const match = /^rl:\{[^|]+\|(.+)\}$/.exec(args[3] ?? '');
+    if (match && args[7] === '1') ran.set(match[1]!, ran.get(match[1]!)! + 1);
+  });
+  const memory = new MemoryStore();
+  const limiter = new RateLimiter({
+    name,
+    algorithm,
+    limit: LIMIT,
+    window: WINDOW_MS,
+    timeout: TIMEOUT_MS,
+    redis: client,
+    memory,
+    // Never opens: every decision that can go to Redis goes.
+    breaker: circuitBreaker(handleAll, {
+      halfOpenAfter: 60_000,
+      breaker: new ConsecutiveBreaker(1_000_000),
+    }),
+    logger: recordingLogger(),
+  });
+  limiter.on('storeError', () => undefined);
+  const fromMemory = new Map<string, number>(KEYS.map(key => [key, 0]));
+  try {
+    for (let step = 0; step < STEPS; step++) {
+      proxy.delayMs = [0, 0, 0.4, 1.5, 3][Math.floor(random() * 5)]! * TIMEOUT_MS;
+      const burst = 1 + Math.floor(random() * 3);
+      const results = await Promise.all(
+        Array.from({ length: burst }, () => {
+          const key = KEYS[Math.floor(random() * KEYS.length)]!;
+          return limiter.consume(key).then(result => ({ key, result }));
+        }),
+      );
+      for (const { key, result } of results) {
+        expect(result.allowed).toBe(true);
+        if (result.source === 'memory') fromMemory.set(key, fromMemory.get(key)! + 1);
+      }
+    }
+    proxy.delayMs = 0;
+    // Every late answer has come and every write-back is done.
+    await eventually(() => limiter.pendingReconciliation === 0, 15_000, 50);
+    const time = await admin.time();
+    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    for (const key of KEYS) {
+      const a = await admin.hget(`rl:{${name}|${key}}`, 'a');
+      const units =
+        algorithm === 'token-bucket' && a !== null
+          ? Math.ceil((Number(a) - now) / (WINDOW_MS / LIMIT))
+          : Number(a);
+      expect({ seed, key, units }).toEqual({
+        seed,
+        key,
+        units: ran.get(key)! + fromMemory.get(key)!,
+      });
+    }
+    // The run exercised what it is about: calls that timed out and landed.
+    expect([...fromMemory.values()].reduce((x, y) => x + y)).toBeGreaterThan(0);
+  } finally {
+    await limiter.close();
+    memory.close();
+    monitor.disconnect();
+    client.disconnect();
+    await proxy.close();
+  }
+}
+
+describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmName[])(
+  '%s: a Redis whose latency jumps around the timeout',
+  algorithm => {
+    it.each([1, 2])(
+      'counts every unit exactly once (seed %i)',
+      async seed => {
+        await play(algorithm, seed);
+      },
+      60_000,
+    );
+  },
+);

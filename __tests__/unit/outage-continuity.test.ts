@@ -1,0 +1,68 @@
+import { OutageContinuity } from '../../lib/outage-continuity.js';
+import { ResetLog } from '../../lib/reset-log.js';
+import { MemoryStore } from '../../lib/stores/memory-store.js';
+import type { RedisDecision } from '../../lib/stores/redis-store.js';
+import { ManualClock } from '../helpers/manual-clock.js';
+
+const WINDOW_MS = 60_000;
+const KEY = 'rule|k';
+
+/** A Redis answer for a fixed window that started at `redisStart`, given at Redis time `redisNow`. */
+function answer(count: number, redisStart: number, redisNow: number): RedisDecision {
+  return {
+    allowed: true,
+    remaining: 5 - count,
+    resetAt: redisStart + WINDOW_MS,
+    retryAfterMs: 0,
+    redisNow,
+    state: { a: count, b: redisStart, c: 0 },
+    live: true,
+    needsView: false,
+  } as RedisDecision;
+}
+
+describe('OutageContinuity, fixed window', () => {
+  let memory: MemoryStore;
+  afterEach(() => memory.close());
+
+  it('keeps the local start of one Redis window, whatever each answer says of the skew', () => {
+    // Found in review: each answer's skew estimate differs by its transit
+    // time, and adopting it moved the window's local start. Local units are
+    // filed under that start, so acknowledging the call that carried them
+    // found "another window" and kept them pending: sent twice.
+    const clock = new ManualClock();
+    memory = new MemoryStore();
+    const continuity = new OutageContinuity(
+      {
+        name: 'rule',
+        algorithm: 'fixed-window',
+        fallbackLimit: 5,
+        windowMs: WINDOW_MS,
+        failClosed: true,
+        clock,
+        logger: { warn: () => undefined, error: () => undefined, info: () => undefined },
+        onReconciled: () => undefined,
+        onDropped: () => undefined,
+        onStoreError: () => undefined,
+      },
+      memory,
+      new ResetLog(10_000),
+    );
+    const redisStart = clock.now() - 1000;
+    // Two calls for the key, neither carrying local units.
+    const first = continuity.prepare(KEY, clock.now());
+    const second = continuity.prepare(KEY, clock.now());
+    continuity.settle(first, answer(1, redisStart, clock.now() + 2));
+    const view = memory.peek(KEY, clock.now())!;
+    // Memory admits a unit (a call that timed out), filed under the view's start.
+    continuity.record(KEY, 1, view.b + WINDOW_MS, clock.now());
+    const carrier = continuity.prepare(KEY, clock.now());
+    expect(carrier.outgoing?.sent.current.hits).toBe(1);
+    // The second call's answer comes with another transit time.
+    continuity.settle(second, answer(1, redisStart, clock.now() + 7));
+    expect(memory.peek(KEY, clock.now())!.b).toBe(view.b);
+    // The carrier's answer acknowledges the unit: nothing stays pending.
+    continuity.settle(carrier, answer(3, redisStart, clock.now() + 2));
+    expect(continuity.pending).toBe(0);
+  });
+});
