@@ -202,6 +202,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
         config.clock,
         (storageKey, policy) => this.set.redisKeyOf(storageKey, policy),
         context => this.hooks.caught(context),
+        config.timeoutMs,
       );
       this.disposers.push({ dispose: () => releaseBreakers(client, config.breaker, breakers) });
       if (config.fallbackLimit === 'share') {
@@ -376,6 +377,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     const call = this.set.call(key, cost, limits);
     const redis = this.redis;
     if (redis === undefined) return this.decideLocally(call, this.config.clock.now(), false);
+    redis.busy = true;
     const breaker = redis.breakers.forKey(call.slots[0]!.redisKey);
     const skip = breaker.skipReason();
     if (skip) return this.fallBack(call, skip);

@@ -48,7 +48,12 @@ export class RedisExchange {
     private readonly clock: Clock,
     private readonly redisKeyOf: (storageKey: string, policy: Policy) => string,
     private readonly onError: (context: string) => (error: unknown) => void,
+    /** A decision's budget (ms): a write-back that probes the breaker gets no more. */
+    private readonly timeoutMs: number,
   ) {}
+
+  /** Set by every request: while Redis is out, requests probe the breaker. */
+  busy = false;
 
   /**
    * One Redis call for the slots of one caller key within `budgetMs`, after
@@ -229,7 +234,9 @@ export class RedisExchange {
             cost: 0,
             now: 0,
           };
-          return this.exchange(breaker, [slot], [params], WRITE_BACK_TIMEOUT_MS);
+          // A probe holds the breaker half-open: no longer than a request's.
+          const budget = breaker.state === 'closed' ? WRITE_BACK_TIMEOUT_MS : this.timeoutMs;
+          return this.exchange(breaker, [slot], [params], budget);
         }),
       ),
     );
@@ -246,12 +253,19 @@ export class RedisExchange {
    * Outage hits with no breakerClose to write them back (a lone timeout, or
    * an outage after which no request comes to probe Redis) are written back
    * by a timer, unref'd, backing off while Redis stays out; a run while the
-   * breaker is open and due probes it.
+   * breaker is open and due, with no request since the last run, probes it.
    */
   scheduleWriteBack(): void {
     if (this.writeBackTimer !== undefined || this.closed) return;
     this.writeBackTimer = setTimeout(() => {
       this.writeBackTimer = undefined;
+      // While Redis is out, requests probe the breaker and its closing
+      // writes back; only an instance left idle probes it from here.
+      if (this.breakers.state !== 'closed' && this.busy) {
+        this.busy = false;
+        this.scheduleWriteBack();
+        return;
+      }
       this.reconcile().catch(this.onError('scheduled write-back'));
     }, this.retryDelayMs);
     this.writeBackTimer.unref?.();
