@@ -1,12 +1,14 @@
 import type { Redis } from 'ioredis';
 import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
-import { RedisProcess } from '../helpers/redis-process.js';
+import type { RedisProcess } from '../helpers/redis-process.js';
 import {
+  countedUnits,
   eventually,
   failFastClient,
   ready,
   recordingLogger,
+  redisPerFile,
   uniqueName,
 } from '../helpers/redis.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -23,17 +25,7 @@ const HALF_OPEN_AFTER_MS = 100;
 
 let redis: RedisProcess;
 let admin: Redis;
-
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-  admin = failFastClient(redis.port);
-  await ready(admin);
-});
-
-afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-});
+redisPerFile(started => ({ redis, admin } = started));
 
 /** A limiter whose breaker opened on a refused connection, with 3 outage hits for 'k'. */
 async function afterOutage(algorithm: AlgorithmName) {
@@ -66,12 +58,7 @@ async function afterOutage(algorithm: AlgorithmName) {
   return {
     limiter,
     logger,
-    async units(): Promise<number> {
-      const [a, time] = await Promise.all([admin.hget(redisKey, 'a'), admin.time()]);
-      if (algorithm !== 'token-bucket' || a === null) return Number(a);
-      const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-      return Math.ceil((Number(a) - now) / (WINDOW_MS / 5));
-    },
+    units: () => countedUnits(admin, redisKey, algorithm, WINDOW_MS, 5),
     async tearDown() {
       await limiter.close();
       memory.close();

@@ -2,12 +2,14 @@ import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
 import type { Redis } from 'ioredis';
 import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
-import { RedisProcess } from '../helpers/redis-process.js';
+import type { RedisProcess } from '../helpers/redis-process.js';
 import {
+  countedUnits,
   eventually,
   failFastClient,
   ready,
   recordingLogger,
+  redisPerFile,
   uniqueName,
 } from '../helpers/redis.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -30,17 +32,7 @@ const STEPS = 40;
 
 let redis: RedisProcess;
 let admin: Redis;
-
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-  admin = failFastClient(redis.port);
-  await ready(admin);
-});
-
-afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-});
+redisPerFile(started => ({ redis, admin } = started));
 
 // mulberry32: a small seeded generator, so a failure names its seed.
 function prng(seed: number): () => number {
@@ -113,14 +105,8 @@ async function play(algorithm: AlgorithmName, seed: number): Promise<void> {
     proxy.delayMs = 0;
     // Every late answer has come and every write-back is done.
     await eventually(() => limiter.pendingReconciliation === 0 && unanswered === 0, 15_000, 50);
-    const time = await admin.time();
-    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
     for (const key of KEYS) {
-      const a = await admin.hget(`rl:{${name}|${key}}`, 'a');
-      const units =
-        algorithm === 'token-bucket' && a !== null
-          ? Math.ceil((Number(a) - now) / (WINDOW_MS / LIMIT))
-          : Number(a);
+      const units = await countedUnits(admin, `rl:{${name}|${key}}`, algorithm, WINDOW_MS, LIMIT);
       expect({ seed, key, units }).toEqual({
         seed,
         key,

@@ -3,12 +3,14 @@ import type { Redis } from 'ioredis';
 import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
 import { DECIDE_SCRIPTS } from '../../lib/stores/redis-scripts.js';
-import { RedisProcess } from '../helpers/redis-process.js';
+import type { RedisProcess } from '../helpers/redis-process.js';
 import {
+  countedUnits,
   eventually,
   failFastClient,
   ready,
   recordingLogger,
+  redisPerFile,
   uniqueName,
 } from '../helpers/redis.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -27,17 +29,7 @@ const LIMIT = 5;
 
 let redis: RedisProcess;
 let admin: Redis;
-
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-  admin = failFastClient(redis.port);
-  await ready(admin);
-});
-
-afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-});
+redisPerFile(started => ({ redis, admin } = started));
 
 async function setUp(algorithm: AlgorithmName) {
   const proxy = await TcpProxy.start({ host: '127.0.0.1', port: redis.port });
@@ -68,12 +60,7 @@ async function setUp(algorithm: AlgorithmName) {
     client,
     limiter,
     /** The units Redis counts for the key: the count, or a bucket's debt in units. */
-    async units(): Promise<number> {
-      const [a, time] = await Promise.all([admin.hget(redisKey, 'a'), admin.time()]);
-      if (algorithm !== 'token-bucket') return Number(a);
-      const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-      return Math.ceil((Number(a) - now) / (WINDOW_MS / LIMIT));
-    },
+    units: () => countedUnits(admin, redisKey, algorithm, WINDOW_MS, LIMIT),
     async tearDown() {
       await limiter.close();
       memory.close();

@@ -83,3 +83,20 @@ export function redisPerFile(
     await started?.redis.stop();
   });
 }
+
+/**
+ * The units Redis counts for one counter hash: a window's count, or a token
+ * bucket's debt in whole units (`windowMs / limit` ms each), at Redis's now.
+ */
+export async function countedUnits(
+  admin: Redis,
+  redisKey: string,
+  algorithm: string,
+  windowMs: number,
+  limit: number,
+): Promise<number> {
+  const [a, time] = await Promise.all([admin.hget(redisKey, 'a'), admin.time()]);
+  if (algorithm !== 'token-bucket' || a === null) return Number(a);
+  const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+  return Math.ceil((Number(a) - now) / (windowMs / limit));
+}
