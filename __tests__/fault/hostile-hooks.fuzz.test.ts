@@ -8,6 +8,7 @@ import {
 } from '../../lib/index.js';
 import { createApp } from '../helpers/create-app.js';
 import { RedisProcess } from '../helpers/redis-process.js';
+import { prng } from '../helpers/prng.js';
 import { eventually, failFastClient, ready, uniqueName } from '../helpers/redis.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -20,18 +21,6 @@ import { TcpProxy } from '../helpers/tcp-proxy.js';
 const SEEDS = [1, 7, 42];
 const THRESHOLD = 3;
 const HALF_OPEN_AFTER_MS = 100;
-
-/** mulberry32: a small seeded PRNG, so each run throws at the same places. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class HookFault extends Error {}
 

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
 import type { RedisProcess } from '../helpers/redis-process.js';
+import { prng } from '../helpers/prng.js';
 import {
   countedUnits,
   eventually,
@@ -33,18 +34,6 @@ const STEPS = 40;
 let redis: RedisProcess;
 let admin: Redis;
 redisPerFile(started => ({ redis, admin } = started));
-
-// mulberry32: a small seeded generator, so a failure names its seed.
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function play(algorithm: AlgorithmName, seed: number): Promise<void> {
   const random = prng(seed);
