@@ -398,10 +398,13 @@ export class OutageContinuity {
       // answer's skew estimate differs by its transit time, and local units
       // are filed under the local start: a moved start made them another
       // window's, so acknowledging a call missed them (sent twice) and a
-      // later hit's roll dropped them (lost).
+      // later hit's roll dropped them (lost). A larger move is the local
+      // clock stepping: the start follows it, or the view would expire.
+      const start = redisStart + skewMs;
       const held = this.memory.peek(storageKey, -Infinity);
+      const jitter = Math.abs(start - (held?.b ?? 0));
       state.b =
-        held !== undefined && held.c === redisStart && held.b > 0 ? held.b : redisStart + skewMs;
+        held !== undefined && held.c === redisStart && jitter <= SKEW_JITTER_MS ? held.b : start;
     } else if (algorithm === 'sliding-window') {
       // Aligned windows: map Redis's window onto the same window locally.
       const redisStart = decision.redisNow - (decision.redisNow % windowMs);
@@ -432,6 +435,13 @@ export class OutageContinuity {
 }
 
 const units = (tally: Tally): number => tally.hits + tally.refunds;
+
+/**
+ * How far two answers' skew estimates may differ by transit time alone (ms):
+ * a call's budget is at most a second for write-backs, and far less for
+ * decisions. A step of the local clock moves them further.
+ */
+const SKEW_JITTER_MS = 1000;
 
 const NOTHING_SENT: PendingSnapshot = {
   windowStart: 0,
