@@ -1,17 +1,8 @@
 import type { Redis } from 'ioredis';
-import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
 import type { RedisProcess } from '../helpers/redis-process.js';
-import {
-  countedUnits,
-  eventually,
-  failFastClient,
-  ready,
-  recordingLogger,
-  redisPerFile,
-  uniqueName,
-} from '../helpers/redis.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { countedUnits, eventually, ready, redisPerFile, uniqueName } from '../helpers/redis.js';
+import { proxiedLimiter } from '../helpers/proxied-limiter.js';
 
 /*
  * Outage hits reach Redis even when no request follows the outage. Before,
@@ -29,24 +20,16 @@ redisPerFile(started => ({ redis, admin } = started));
 
 /** A limiter whose breaker opened on a refused connection, with 3 outage hits for 'k'. */
 async function afterOutage(algorithm: AlgorithmName) {
-  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: redis.port });
-  const client = failFastClient(proxy.port);
-  await ready(client);
-  const memory = new MemoryStore();
-  const logger = recordingLogger();
   const name = uniqueName(`idle-${algorithm}`);
-  const limiter = new RateLimiter({
+  const built = await proxiedLimiter(redis.port, {
     name,
     algorithm,
     limit: 5,
     window: WINDOW_MS,
     timeout: 200,
-    redis: client,
-    memory,
     breaker: { threshold: 1, halfOpenAfter: HALF_OPEN_AFTER_MS },
-    logger,
   });
-  limiter.on('storeError', () => undefined);
+  const { proxy, client, limiter } = built;
   proxy.refuse = true;
   proxy.cutAll();
   for (let i = 0; i < 3; i++) expect((await limiter.consume('k')).source).toBe('memory');
@@ -54,18 +37,8 @@ async function afterOutage(algorithm: AlgorithmName) {
   expect(limiter.pendingReconciliation).toBe(3);
   proxy.refuse = false;
   await ready(client);
-  const redisKey = `rl:{${name}|k}`;
-  return {
-    limiter,
-    logger,
-    units: () => countedUnits(admin, redisKey, algorithm, WINDOW_MS, 5),
-    async tearDown() {
-      await limiter.close();
-      memory.close();
-      client.disconnect();
-      await proxy.close();
-    },
-  };
+  const units = () => countedUnits(admin, `rl:{${name}|k}`, algorithm, WINDOW_MS, 5);
+  return { ...built, units };
 }
 
 describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmName[])(

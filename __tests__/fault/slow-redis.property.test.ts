@@ -1,19 +1,10 @@
 import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
 import type { Redis } from 'ioredis';
-import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
 import type { RedisProcess } from '../helpers/redis-process.js';
 import { prng } from '../helpers/prng.js';
-import {
-  countedUnits,
-  eventually,
-  failFastClient,
-  ready,
-  recordingLogger,
-  redisPerFile,
-  uniqueName,
-} from '../helpers/redis.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { countedUnits, eventually, redisPerFile, uniqueName } from '../helpers/redis.js';
+import { proxiedLimiter } from '../helpers/proxied-limiter.js';
 
 /*
  * The class behind timed-out-carrier.test.ts, at random: a Redis whose
@@ -37,44 +28,41 @@ redisPerFile(started => ({ redis, admin } = started));
 
 async function play(algorithm: AlgorithmName, seed: number): Promise<void> {
   const random = prng(seed);
-  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: redis.port });
-  const client = failFastClient(proxy.port);
-  await ready(client);
-  const name = uniqueName(`slow-${algorithm}`);
   // Decisions sent to Redis, by key (cost 1 only). The proxy only delays,
   // so every one of them runs, once: counted when sent, awaited to the end.
   const ran = new Map<string, number>(KEYS.map(key => [key, 0]));
   let unanswered = 0;
-  const send = client.sendCommand.bind(client);
-  client.sendCommand = ((command: Parameters<typeof send>[0], ...rest: unknown[]) => {
-    const { name, args } = command as unknown as { name: string; args: unknown[] };
-    const match = /^rl:\{[^|]+\|(.+)\}$/.exec(String(args[2]));
-    if ((name === 'evalsha' || name === 'eval') && match && String(args[6]) === '1') {
-      ran.set(match[1]!, ran.get(match[1]!)! + 1);
-      unanswered++;
-      void (command as unknown as { promise: Promise<unknown> }).promise
-        .catch(() => undefined)
-        .finally(() => unanswered--);
-    }
-    return (send as (...all: unknown[]) => unknown)(command, ...rest);
-  }) as typeof client.sendCommand;
-  const memory = new MemoryStore();
-  const limiter = new RateLimiter({
-    name,
-    algorithm,
-    limit: LIMIT,
-    window: WINDOW_MS,
-    timeout: TIMEOUT_MS,
-    redis: client,
-    memory,
-    // Never opens: every decision that can go to Redis goes.
-    breaker: circuitBreaker(handleAll, {
-      halfOpenAfter: 60_000,
-      breaker: new ConsecutiveBreaker(1_000_000),
-    }),
-    logger: recordingLogger(),
-  });
-  limiter.on('storeError', () => undefined);
+  const name = uniqueName(`slow-${algorithm}`);
+  const { proxy, limiter, tearDown } = await proxiedLimiter(
+    redis.port,
+    {
+      name,
+      algorithm,
+      limit: LIMIT,
+      window: WINDOW_MS,
+      timeout: TIMEOUT_MS,
+      // Never opens: every decision that can go to Redis goes.
+      breaker: circuitBreaker(handleAll, {
+        halfOpenAfter: 60_000,
+        breaker: new ConsecutiveBreaker(1_000_000),
+      }),
+    },
+    client => {
+      const send = client.sendCommand.bind(client);
+      client.sendCommand = ((command: Parameters<typeof send>[0], ...rest: unknown[]) => {
+        const { name: verb, args } = command as unknown as { name: string; args: unknown[] };
+        const match = /^rl:\{[^|]+\|(.+)\}$/.exec(String(args[2]));
+        if ((verb === 'evalsha' || verb === 'eval') && match && String(args[6]) === '1') {
+          ran.set(match[1]!, ran.get(match[1]!)! + 1);
+          unanswered++;
+          void (command as unknown as { promise: Promise<unknown> }).promise
+            .catch(() => undefined)
+            .finally(() => unanswered--);
+        }
+        return (send as (...all: unknown[]) => unknown)(command, ...rest);
+      }) as typeof client.sendCommand;
+    },
+  );
   const fromMemory = new Map<string, number>(KEYS.map(key => [key, 0]));
   try {
     for (let step = 0; step < STEPS; step++) {
@@ -105,10 +93,7 @@ async function play(algorithm: AlgorithmName, seed: number): Promise<void> {
     // The run exercised what it is about: calls that timed out and landed.
     expect([...fromMemory.values()].reduce((x, y) => x + y)).toBeGreaterThan(0);
   } finally {
-    await limiter.close();
-    memory.close();
-    client.disconnect();
-    await proxy.close();
+    await tearDown();
   }
 }
 

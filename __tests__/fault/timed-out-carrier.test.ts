@@ -1,19 +1,10 @@
 import { circuitBreaker, ConsecutiveBreaker, handleAll } from 'cockatiel';
 import type { Redis } from 'ioredis';
-import { MemoryStore, RateLimiter } from '../../lib/index.js';
 import type { AlgorithmName } from '../../lib/types.js';
 import { DECIDE_SCRIPTS } from '../../lib/stores/redis-scripts.js';
 import type { RedisProcess } from '../helpers/redis-process.js';
-import {
-  countedUnits,
-  eventually,
-  failFastClient,
-  ready,
-  recordingLogger,
-  redisPerFile,
-  uniqueName,
-} from '../helpers/redis.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { countedUnits, eventually, redisPerFile, uniqueName } from '../helpers/redis.js';
+import { proxiedLimiter } from '../helpers/proxied-limiter.js';
 
 /*
  * A call that carries a key's outage hits to Redis and times out may still
@@ -32,42 +23,22 @@ let admin: Redis;
 redisPerFile(started => ({ redis, admin } = started));
 
 async function setUp(algorithm: AlgorithmName) {
-  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: redis.port });
-  const client = failFastClient(proxy.port);
-  await ready(client);
-  const memory = new MemoryStore();
-  // Never opens: every call in these tests goes to Redis.
-  const breaker = circuitBreaker(handleAll, {
-    halfOpenAfter: 60_000,
-    breaker: new ConsecutiveBreaker(1000),
-  });
   const name = uniqueName(`carrier-${algorithm}`);
-  const limiter = new RateLimiter({
+  const built = await proxiedLimiter(redis.port, {
     name,
     algorithm,
     limit: LIMIT,
     window: WINDOW_MS,
     timeout: TIMEOUT_MS,
-    redis: client,
-    memory,
-    breaker,
-    logger: recordingLogger(),
+    // Never opens: every call in these tests goes to Redis.
+    breaker: circuitBreaker(handleAll, {
+      halfOpenAfter: 60_000,
+      breaker: new ConsecutiveBreaker(1000),
+    }),
   });
-  limiter.on('storeError', () => undefined);
-  const redisKey = `rl:{${name}|k}`;
-  return {
-    proxy,
-    client,
-    limiter,
-    /** The units Redis counts for the key: the count, or a bucket's debt in units. */
-    units: () => countedUnits(admin, redisKey, algorithm, WINDOW_MS, LIMIT),
-    async tearDown() {
-      await limiter.close();
-      memory.close();
-      client.disconnect();
-      await proxy.close();
-    },
-  };
+  /** The units Redis counts for the key: the count, or a bucket's debt in units. */
+  const units = () => countedUnits(admin, `rl:{${name}|k}`, algorithm, WINDOW_MS, LIMIT);
+  return { ...built, units };
 }
 
 describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmName[])(
