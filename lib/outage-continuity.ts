@@ -394,17 +394,23 @@ export class OutageContinuity {
       // restores the window exactly (an age would arrive a transit late).
       const redisStart = state.b;
       state.c = redisStart;
-      // One Redis window keeps the local start it was first given. Each
-      // answer's skew estimate differs by its transit time, and local units
-      // are filed under the local start: a moved start made them another
-      // window's, so acknowledging a call missed them (sent twice) and a
-      // later hit's roll dropped them (lost). A larger move is the local
-      // clock stepping: the start follows it, or the view would expire.
-      const start = redisStart + skewMs;
+      // One Redis window keeps the local start it was first given, moved
+      // only by a step of the local clock (its wall time against its
+      // monotonic time since the view was taken). Each answer's skew
+      // estimate differs by its transit time, and local units are filed
+      // under the local start: a moved start made them another window's, so
+      // acknowledging a call missed them (sent twice) and a later hit's roll
+      // dropped them (lost). A step the start did not follow ends the window
+      // early locally (a fresh quota) or makes the view read as expired.
+      // Without a monotonic clock a step cannot be told from transit time:
+      // each answer places the start afresh.
+      state.b = redisStart + skewMs;
       const held = this.memory.peek(storageKey, -Infinity);
-      const jitter = Math.abs(start - (held?.b ?? 0));
-      state.b =
-        held !== undefined && held.c === redisStart && jitter <= SKEW_JITTER_MS ? held.b : start;
+      const mono = held !== undefined && held.observedMono > 0 ? clock.monotonic?.() : undefined;
+      if (held !== undefined && held.c === redisStart && mono !== undefined) {
+        const step = localNow - held.observedAt - (mono - held.observedMono);
+        state.b = Math.abs(step) < CLOCK_NOISE_MS ? held.b : held.b + step;
+      }
     } else if (algorithm === 'sliding-window') {
       // Aligned windows: map Redis's window onto the same window locally.
       const redisStart = decision.redisNow - (decision.redisNow % windowMs);
@@ -437,11 +443,10 @@ export class OutageContinuity {
 const units = (tally: Tally): number => tally.hits + tally.refunds;
 
 /**
- * How far two answers' skew estimates may differ by transit time alone (ms):
- * a call's budget is at most a second for write-backs, and far less for
- * decisions. A step of the local clock moves them further.
+ * Wall and monotonic clocks drift apart by rounding (Date.now() is whole
+ * ms): a difference below this (ms) is no step of the clock.
  */
-const SKEW_JITTER_MS = 1000;
+const CLOCK_NOISE_MS = 10;
 
 const NOTHING_SENT: PendingSnapshot = {
   windowStart: 0,

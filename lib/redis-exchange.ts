@@ -202,14 +202,22 @@ export class RedisExchange {
    * key. What fails stays pending.
    */
   async reconcile(): Promise<void> {
+    const closedAtStart = this.breakers.state === 'closed';
     try {
       await this.writeBack();
     } finally {
-      // What failed (Redis went away again, or the answer to a write-back
-      // that timed out never came) is tried again: nothing else would send
-      // the hits of keys not requested again. Backing off: a Redis that keeps
-      // failing need not be asked every second.
-      if (this.pending > 0) {
+      const closedNow = this.breakers.state === 'closed';
+      if (this.pending > 0 && !closedAtStart && closedNow && !this.closed) {
+        // This run's probe closed the breaker: the keys it skipped while the
+        // breaker was open go now (found by an attack: 99 hits waited 30 s,
+        // the backoff, after breakerClose joined this run).
+        this.retryDelayMs = WRITE_BACK_DELAY_MS;
+        this.reconcile().catch(this.onError('write-back after the probe'));
+      } else if (this.pending > 0) {
+        // What failed (Redis went away again, or the answer to a write-back
+        // that timed out never came) is tried again: nothing else would send
+        // the hits of keys not requested again. Backing off: a Redis that
+        // keeps failing need not be asked every second.
         this.retryDelayMs = Math.min(2 * this.retryDelayMs, MAX_WRITE_BACK_DELAY_MS);
         this.scheduleWriteBack();
       } else {

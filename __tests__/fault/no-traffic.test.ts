@@ -18,8 +18,8 @@ let redis: RedisProcess;
 let admin: Redis;
 redisPerFile(started => ({ redis, admin } = started));
 
-/** A limiter whose breaker opened on a refused connection, with 3 outage hits for 'k'. */
-async function afterOutage(algorithm: AlgorithmName) {
+/** A limiter whose breaker opened on a refused connection, with 3 outage hits over `keys`. */
+async function afterOutage(algorithm: AlgorithmName, keys = ['k']) {
   const name = uniqueName(`idle-${algorithm}`);
   const built = await proxiedLimiter(redis.port, {
     name,
@@ -32,7 +32,9 @@ async function afterOutage(algorithm: AlgorithmName) {
   const { proxy, client, limiter } = built;
   proxy.refuse = true;
   proxy.cutAll();
-  for (let i = 0; i < 3; i++) expect((await limiter.consume('k')).source).toBe('memory');
+  for (let i = 0; i < 3; i++) {
+    expect((await limiter.consume(keys[i % keys.length]!)).source).toBe('memory');
+  }
   expect(limiter.breakerState).toBe('open');
   expect(limiter.pendingReconciliation).toBe(3);
   proxy.refuse = false;
@@ -72,5 +74,20 @@ describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as AlgorithmNam
         expect.stringMatching(/closed with 3 hits admitted during an outage/),
       );
     });
+
+    it('are all written within a second of the probe closing the breaker', async () => {
+      // Found by an attack: the timer's probe wrote one key and skipped the
+      // rest of its batch while the breaker was open; they then waited for
+      // the backed-off retry (99 of 300 hits for 30 s).
+      const t = await afterOutage(algorithm, ['a', 'b', 'c']);
+      try {
+        let closedAt = 0;
+        t.limiter.once('breakerClose', () => (closedAt = Date.now()));
+        await eventually(() => closedAt > 0, 8000);
+        await eventually(() => t.limiter.pendingReconciliation === 0, 1000);
+      } finally {
+        await t.tearDown();
+      }
+    }, 15_000);
   },
 );

@@ -30,7 +30,10 @@ describe('OutageContinuity, fixed window', () => {
     // time, and adopting it moved the window's local start. Local units are
     // filed under that start, so acknowledging the call that carried them
     // found "another window" and kept them pending: sent twice.
-    const clock = new ManualClock();
+    // A wall clock that can step, and a monotonic one that cannot.
+    const wall = new ManualClock();
+    let monotonic = 1;
+    const clock = { now: () => wall.now(), monotonic: () => monotonic };
     memory = new MemoryStore();
     const continuity = new OutageContinuity(
       {
@@ -67,9 +70,17 @@ describe('OutageContinuity, fixed window', () => {
     // A step of the local clock (90 s ahead of Redis now) is no transit
     // time: the start follows it, or the view would read as expired (found
     // by chaos seed 11: FLUSHDB after a clock jump, 7 of 5 admitted).
-    clock.tick(90_000);
+    wall.tick(90_000);
     const after = continuity.prepare(KEY, clock.now());
     continuity.settle(after, answer(3, redisStart, clock.now() - 90_000));
-    expect(memory.peek(KEY, clock.now())!.b).toBe(redisStart + 90_000);
+    expect(memory.peek(KEY, clock.now())!.b).toBe(view.b + 90_000);
+    // So does a step under a second (found by an attack: a 900 ms step kept
+    // the old start, the window ended early locally, 10 of 5 admitted).
+    wall.tick(900);
+    monotonic += 100;
+    wall.tick(100);
+    const later = continuity.prepare(KEY, clock.now());
+    continuity.settle(later, answer(3, redisStart, clock.now() - 91_000));
+    expect(memory.peek(KEY, clock.now())!.b).toBe(view.b + 90_900);
   });
 });
